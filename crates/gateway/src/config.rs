@@ -1,0 +1,269 @@
+//! The gateway's configuration: one typed struct, read from the environment (and a `.env` file if
+//! present) and validated once at start. A bad value fails with one message naming the variable.
+//!
+//! Every secret can also be given as a file (`TWILIO_AUTH_TOKEN_FILE=/run/secrets/token`), and is
+//! held as a [`SecretString`] so that it never reaches a log or a `Debug` print.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::domain::PhoneNumber;
+
+/// Where a message goes out through Twilio: credentials and sender.
+#[derive(Debug, Clone)]
+pub struct TwilioConfig {
+    /// Account SID (`AC…`).
+    pub account_sid: String,
+    /// Auth token; signs webhooks and authenticates API calls.
+    pub auth_token: SecretString,
+    /// A second token accepted on webhooks while the primary is being rotated.
+    pub secondary_auth_token: Option<SecretString>,
+    /// The WhatsApp sender, `whatsapp:+14155238886`.
+    pub whatsapp_from: PhoneNumber,
+    /// Base URL of the Messages API (Twilio, or an emulator).
+    pub api_base_url: String,
+    /// Timeout of one call to Twilio.
+    pub request_timeout: Duration,
+}
+
+/// How the worker pool sends.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Number of concurrent senders in this process (`WORKER_CONCURRENCY`).
+    pub concurrency: usize,
+    /// Attempts before a message is dead-lettered (`MAX_ATTEMPTS`).
+    pub max_attempts: u32,
+    /// First retry delay; doubled each attempt, with full jitter (`RETRY_BASE_MS`).
+    pub retry_base: Duration,
+    /// Longest retry delay (`RETRY_MAX_MS`).
+    pub retry_max: Duration,
+    /// How long a claimed message is reserved for its worker (`WORKER_LEASE_MS`); must exceed the
+    /// Twilio request timeout.
+    pub lease: Duration,
+    /// Messages per second per sender number (`SENDER_RATE_PER_SEC`; WhatsApp's default is 80).
+    pub sender_rate_per_sec: u32,
+    /// How often an idle worker looks for work it was not told about (`WORKER_POLL_MS`).
+    pub poll_interval: Duration,
+    /// How often the sweeper re-queues due messages missing from the queue (`SWEEPER_INTERVAL_MS`).
+    pub sweep_interval: Duration,
+}
+
+/// What to do with incoming messages.
+#[derive(Debug, Clone, Default)]
+pub struct InboundConfig {
+    /// Text answered to every incoming message that is not a STOP/START keyword (`AUTO_REPLY_TEXT`).
+    pub auto_reply: Option<String>,
+    /// URL that receives each incoming message as JSON (`INBOUND_FORWARD_URL`).
+    pub forward_url: Option<String>,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `sqlite://…` or `postgres://…` (`DATABASE_URL`; default `sqlite://data/gateway.db`).
+    pub database_url: SecretString,
+    /// Address the HTTP server binds (`BIND_ADDR`; default `127.0.0.1:8080`).
+    pub bind_addr: SocketAddr,
+    /// The URL Twilio calls us at (`PUBLIC_BASE_URL`); defaults to `http://` + the bound address.
+    pub public_base_url: Option<String>,
+    /// Twilio; `None` when no credentials are set, in which case the built-in emulator is used.
+    pub twilio: Option<TwilioConfig>,
+    /// The sender used with the emulator (`TWILIO_WHATSAPP_FROM`, default the sandbox number).
+    pub whatsapp_from: PhoneNumber,
+    /// Timeout of one call to Twilio (`TWILIO_TIMEOUT_MS`).
+    pub twilio_timeout: Duration,
+    /// HS256 secret for API bearer tokens (`JWT_SECRET`); a development secret kept in
+    /// `data/jwt-secret` is used when unset.
+    pub jwt_secret: SecretString,
+    /// Whether the JWT secret was generated for development.
+    pub jwt_secret_generated: bool,
+    /// Worker pool settings.
+    pub worker: WorkerConfig,
+    /// Incoming message handling.
+    pub inbound: InboundConfig,
+    /// `json` for JSON logs, anything else for human-readable ones (`LOG_FORMAT`).
+    pub log_json: bool,
+}
+
+/// A configuration value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {variable}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub variable: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+fn invalid(variable: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError { variable, reason: reason.into() }
+}
+
+/// Where configuration values come from: the process environment, or a map.
+struct Vars<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Vars<'_> {
+    /// Reads a variable, treating an empty value as unset.
+    fn var(&self, name: &str) -> Option<String> {
+        (self.0)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    /// Reads a secret from `NAME`, or from the file named by `NAME_FILE`.
+    fn secret(&self, name: &'static str, file_var: &'static str) -> Result<Option<SecretString>, ConfigError> {
+        if let Some(value) = self.var(name) {
+            return Ok(Some(SecretString::from(value)));
+        }
+        match self.var(file_var) {
+            Some(path) => std::fs::read_to_string(&path)
+                .map(|text| Some(SecretString::from(text.trim().to_owned())))
+                .map_err(|e| invalid(file_var, format!("cannot read {path}: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    fn parsed<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.var(name) {
+            Some(text) => text.parse().map_err(|e| invalid(name, format!("{text:?}: {e}"))),
+            None => Ok(default),
+        }
+    }
+
+    fn millis(&self, name: &'static str, default_ms: u64) -> Result<Duration, ConfigError> {
+        self.parsed(name, default_ms).map(Duration::from_millis)
+    }
+}
+
+fn http_url(name: &'static str, value: String) -> Result<String, ConfigError> {
+    let lower = value.to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) || value.len() < 8 {
+        return Err(invalid(name, format!("{value:?} is not an http(s) URL")));
+    }
+    Ok(value.trim_end_matches('/').to_owned())
+}
+
+impl Config {
+    /// Reads the configuration from the environment, after loading `.env` if there is one.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Self::load(&Vars(&|name: &str| std::env::var(name).ok()))
+    }
+
+    /// Reads the configuration from `vars` only (the environment is ignored): for tests and for
+    /// applications that embed the gateway.
+    pub fn from_vars(vars: &std::collections::HashMap<String, String>) -> Result<Self, ConfigError> {
+        Self::load(&Vars(&|name: &str| vars.get(name).cloned()))
+    }
+
+    fn load(v: &Vars<'_>) -> Result<Self, ConfigError> {
+        let twilio_timeout = v.millis("TWILIO_TIMEOUT_MS", 15_000)?;
+        let whatsapp_from = match v.var("TWILIO_WHATSAPP_FROM") {
+            Some(text) => PhoneNumber::parse(&text).map_err(|e| invalid("TWILIO_WHATSAPP_FROM", e.to_string()))?,
+            None => PhoneNumber::parse("+14155238886").expect("the sandbox number is valid"),
+        };
+        let twilio = Self::twilio(v, &whatsapp_from, twilio_timeout)?;
+        let database_url =
+            v.secret("DATABASE_URL", "DATABASE_URL_FILE")?.unwrap_or_else(|| SecretString::from("sqlite://data/gateway.db".to_owned()));
+        check_database_url(database_url.expose_secret())?;
+        let (jwt_secret, jwt_secret_generated) = match v.secret("JWT_SECRET", "JWT_SECRET_FILE")? {
+            Some(s) if s.expose_secret().len() < 16 => return Err(invalid("JWT_SECRET", "must be at least 16 characters")),
+            Some(s) => (s, false),
+            None => (development_jwt_secret(Path::new("data"))?, true),
+        };
+        let worker = WorkerConfig {
+            concurrency: v.parsed("WORKER_CONCURRENCY", 4usize)?,
+            max_attempts: v.parsed("MAX_ATTEMPTS", 5u32)?,
+            retry_base: v.millis("RETRY_BASE_MS", 1_000)?,
+            retry_max: v.millis("RETRY_MAX_MS", 300_000)?,
+            lease: v.millis("WORKER_LEASE_MS", 60_000)?,
+            sender_rate_per_sec: v.parsed("SENDER_RATE_PER_SEC", 80u32)?,
+            poll_interval: v.millis("WORKER_POLL_MS", 250)?,
+            sweep_interval: v.millis("SWEEPER_INTERVAL_MS", 5_000)?,
+        };
+        if worker.concurrency == 0 || worker.concurrency > 1024 {
+            return Err(invalid("WORKER_CONCURRENCY", "must be from 1 to 1024"));
+        }
+        if worker.max_attempts == 0 {
+            return Err(invalid("MAX_ATTEMPTS", "must be at least 1"));
+        }
+        if worker.sender_rate_per_sec == 0 {
+            return Err(invalid("SENDER_RATE_PER_SEC", "must be at least 1"));
+        }
+        if worker.lease <= twilio_timeout {
+            return Err(invalid("WORKER_LEASE_MS", "must be longer than TWILIO_TIMEOUT_MS, or a slow send could be sent twice"));
+        }
+        Ok(Self {
+            database_url,
+            bind_addr: v.parsed("BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            public_base_url: v.var("PUBLIC_BASE_URL").map(|v| http_url("PUBLIC_BASE_URL", v)).transpose()?,
+            twilio,
+            whatsapp_from,
+            twilio_timeout,
+            jwt_secret,
+            jwt_secret_generated,
+            worker,
+            inbound: InboundConfig {
+                auto_reply: v.var("AUTO_REPLY_TEXT"),
+                forward_url: v.var("INBOUND_FORWARD_URL").map(|v| http_url("INBOUND_FORWARD_URL", v)).transpose()?,
+            },
+            log_json: v.var("LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
+        })
+    }
+
+    fn twilio(v: &Vars<'_>, whatsapp_from: &PhoneNumber, request_timeout: Duration) -> Result<Option<TwilioConfig>, ConfigError> {
+        let account_sid = v.var("TWILIO_ACCOUNT_SID");
+        let auth_token = v.secret("TWILIO_AUTH_TOKEN", "TWILIO_AUTH_TOKEN_FILE")?;
+        let (account_sid, auth_token) = match (account_sid, auth_token) {
+            (None, None) => return Ok(None),
+            (Some(_), None) => return Err(invalid("TWILIO_AUTH_TOKEN", "is required when TWILIO_ACCOUNT_SID is set")),
+            (None, Some(_)) => return Err(invalid("TWILIO_ACCOUNT_SID", "is required when TWILIO_AUTH_TOKEN is set")),
+            (Some(sid), Some(token)) => (sid, token),
+        };
+        if !(account_sid.len() == 34 && account_sid.starts_with("AC") && account_sid[2..].bytes().all(|b| b.is_ascii_hexdigit())) {
+            return Err(invalid("TWILIO_ACCOUNT_SID", "must be AC followed by 32 hex digits"));
+        }
+        if v.var("TWILIO_WHATSAPP_FROM").is_none() {
+            return Err(invalid("TWILIO_WHATSAPP_FROM", "is required with Twilio credentials (your WhatsApp sender, whatsapp:+…)"));
+        }
+        let api_base_url =
+            http_url("TWILIO_API_BASE_URL", v.var("TWILIO_API_BASE_URL").unwrap_or_else(|| "https://api.twilio.com".into()))?;
+        Ok(Some(TwilioConfig {
+            account_sid,
+            auth_token,
+            secondary_auth_token: v.secret("TWILIO_SECONDARY_AUTH_TOKEN", "TWILIO_SECONDARY_AUTH_TOKEN_FILE")?,
+            whatsapp_from: whatsapp_from.clone(),
+            api_base_url,
+            request_timeout,
+        }))
+    }
+}
+
+fn check_database_url(url: &str) -> Result<(), ConfigError> {
+    let scheme = url.split(':').next().unwrap_or_default();
+    match scheme {
+        "sqlite" | "postgres" | "postgresql" => Ok(()),
+        other => Err(invalid("DATABASE_URL", format!("unsupported scheme {other:?}: use sqlite://… or postgres://…"))),
+    }
+}
+
+/// A development JWT secret kept in `dir/jwt-secret`, created on first use, so that `serve` and
+/// `token` agree without any configuration.
+pub fn development_jwt_secret(dir: &Path) -> Result<SecretString, ConfigError> {
+    let path: PathBuf = dir.join("jwt-secret");
+    if let Ok(existing) = std::fs::read_to_string(&path)
+        && existing.trim().len() >= 16
+    {
+        return Ok(SecretString::from(existing.trim().to_owned()));
+    }
+    let generated = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    std::fs::create_dir_all(dir)
+        .and_then(|_| std::fs::write(&path, &generated))
+        .map_err(|e| invalid("JWT_SECRET", format!("unset, and the development secret {} cannot be written: {e}", path.display())))?;
+    Ok(SecretString::from(generated))
+}

@@ -1,0 +1,78 @@
+//! What an application asks the gateway to send, already validated.
+
+use serde::{Deserialize, Serialize};
+
+use super::{MessageId, PhoneNumber, Priority};
+use crate::domain::status::UnixMillis;
+
+/// Whether a message was sent by us or received from a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Sent by the gateway.
+    Outbound,
+    /// Received from a WhatsApp user.
+    Inbound,
+}
+
+impl Direction {
+    /// The name stored in the database and shown in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Outbound => "outbound",
+            Self::Inbound => "inbound",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "outbound" => Some(Self::Outbound),
+            "inbound" => Some(Self::Inbound),
+            _ => None,
+        }
+    }
+}
+
+/// The most media URLs Twilio accepts on one message.
+pub const MAX_MEDIA: usize = 10;
+/// The longest body Twilio accepts, in characters.
+pub const MAX_BODY_CHARS: usize = 1600;
+
+/// What a message carries: free-form text and/or media, or an approved template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    /// Free-form content, allowed inside the 24-hour customer service window.
+    FreeForm {
+        /// Text, if any.
+        body: Option<String>,
+        /// Media URLs (at most [`MAX_MEDIA`]).
+        media_urls: Vec<String>,
+    },
+    /// A pre-approved Content Template (`HX…`), allowed at any time.
+    Template {
+        /// The template SID.
+        content_sid: String,
+        /// The template variables, a JSON object as text.
+        content_variables: Option<String>,
+    },
+}
+
+/// A validated request to send one message.
+#[derive(Debug, Clone)]
+pub struct NewOutboundMessage {
+    /// The id the message will have.
+    pub id: MessageId,
+    /// The recipient.
+    pub to: PhoneNumber,
+    /// What to send.
+    pub content: Content,
+    /// Queue priority.
+    pub priority: Priority,
+    /// Do not send before this time.
+    pub send_at: Option<UnixMillis>,
+    /// The application's own reference (e.g. a user id).
+    pub reference: Option<String>,
+    /// Free application metadata, a JSON object.
+    pub metadata: Option<serde_json::Value>,
+}

@@ -1,0 +1,103 @@
+//! E.164 phone numbers, as WhatsApp addresses them.
+
+use std::fmt;
+
+/// Prefix Twilio uses for WhatsApp channel addresses.
+pub const WHATSAPP_PREFIX: &str = "whatsapp:";
+
+/// A valid phone number in E.164 form (`+14155550100`).
+///
+/// Parsed with the `phonenumber` crate (Google's libphonenumber metadata), so a number must not
+/// only look like E.164 but be a possible, valid number for its country.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PhoneNumber(String);
+
+/// Why a phone number was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PhoneNumberError {
+    /// Nothing was given.
+    #[error("is empty")]
+    Empty,
+    /// E.164 numbers start with `+` and the country code.
+    #[error("must be in E.164 form, starting with + and the country code (e.g. +14155550100): {0:?}")]
+    MissingPlus(String),
+    /// Longer than any E.164 number can be.
+    #[error("is too long to be an E.164 number ({0} characters)")]
+    TooLong(usize),
+    /// Could not be parsed as a phone number.
+    #[error("is not a phone number: {input:?} ({reason})")]
+    Unparseable {
+        /// What was given.
+        input: String,
+        /// The parser's reason.
+        reason: String,
+    },
+    /// Parsed, but not a valid number for its country.
+    #[error("is not a valid phone number: {0:?}")]
+    Invalid(String),
+}
+
+impl PhoneNumber {
+    /// Parses `+E164` or `whatsapp:+E164` (spaces, dashes and brackets are tolerated).
+    pub fn parse(input: &str) -> Result<Self, PhoneNumberError> {
+        let trimmed = input.trim();
+        let raw = trimmed.strip_prefix(WHATSAPP_PREFIX).unwrap_or(trimmed).trim();
+        if raw.is_empty() {
+            return Err(PhoneNumberError::Empty);
+        }
+        // E.164 is at most 15 digits; leave room for separators but refuse absurd input early.
+        if raw.chars().count() > 32 {
+            return Err(PhoneNumberError::TooLong(raw.chars().count()));
+        }
+        if !raw.starts_with('+') {
+            return Err(PhoneNumberError::MissingPlus(raw.to_owned()));
+        }
+        let parsed =
+            phonenumber::parse(None, raw).map_err(|e| PhoneNumberError::Unparseable { input: raw.to_owned(), reason: e.to_string() })?;
+        if !parsed.is_valid() {
+            return Err(PhoneNumberError::Invalid(raw.to_owned()));
+        }
+        Ok(Self(parsed.format().mode(phonenumber::Mode::E164).to_string()))
+    }
+
+    /// The number in E.164 form: `+14155550100`.
+    pub fn as_e164(&self) -> &str {
+        &self.0
+    }
+
+    /// The WhatsApp channel address Twilio expects: `whatsapp:+14155550100`.
+    pub fn whatsapp_address(&self) -> String {
+        format!("{WHATSAPP_PREFIX}{}", self.0)
+    }
+}
+
+impl fmt::Display for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_e164_and_whatsapp_addresses() {
+        let a = PhoneNumber::parse("+14155550100").unwrap();
+        let b = PhoneNumber::parse("whatsapp:+1 415-555-0100").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.as_e164(), "+14155550100");
+        assert_eq!(a.whatsapp_address(), "whatsapp:+14155550100");
+        assert_eq!(PhoneNumber::parse("+447911123456").unwrap().as_e164(), "+447911123456");
+    }
+
+    #[test]
+    fn rejects_what_is_not_e164() {
+        assert_eq!(PhoneNumber::parse(""), Err(PhoneNumberError::Empty));
+        assert_eq!(PhoneNumber::parse("whatsapp:"), Err(PhoneNumberError::Empty));
+        assert!(matches!(PhoneNumber::parse("4155550100"), Err(PhoneNumberError::MissingPlus(_))));
+        assert!(matches!(PhoneNumber::parse("+1415555"), Err(PhoneNumberError::Invalid(_) | PhoneNumberError::Unparseable { .. })));
+        assert!(matches!(PhoneNumber::parse("+hello"), Err(PhoneNumberError::Unparseable { .. } | PhoneNumberError::Invalid(_))));
+        assert!(matches!(PhoneNumber::parse(&format!("+{}", "9".repeat(200))), Err(PhoneNumberError::TooLong(_))));
+    }
+}

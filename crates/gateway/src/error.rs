@@ -1,0 +1,135 @@
+//! The API's error type and its one mapping to HTTP: RFC 9457 problem details
+//! (`application/problem+json`).
+//!
+//! Layers: handlers and extractors return [`ApiError`]; the store, queue and Twilio client have
+//! their own `thiserror` enums, turned into `ApiError` by `From` impls here; startup, jobs and the
+//! CLI use `anyhow`. A 500 tells the client nothing; its cause is logged once, here.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::store::StoreError;
+
+/// One problem with one field of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// The field, as a path (`to`, `media_urls[3]`, `metadata`).
+    pub field: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl FieldError {
+    /// A problem with `field`.
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self { field: field.into(), reason: reason.into() }
+    }
+}
+
+/// Everything an API call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request was understood but some fields are invalid (422).
+    #[error("invalid request")]
+    Validation(Vec<FieldError>),
+    /// The request could not be read at all (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// No valid credentials (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A webhook without a valid Twilio signature (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Nothing at this address (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The body is not in a format this endpoint takes (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// A dependency is down (503); the client should retry.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an unexpected failure (500); details are logged, not returned.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [FieldError]>,
+}
+
+impl ApiError {
+    /// A single invalid field (422).
+    pub fn field(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError::new(field, reason)])
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            Self::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid request"),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Malformed request"),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "invalid-signature", "Forbidden"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, slug, title) = self.parts();
+        let detail = match &self {
+            Self::Validation(errors) => errors.iter().map(|e| format!("`{}` {}", e.field, e.reason)).collect::<Vec<_>>().join("; "),
+            Self::Internal(e) => {
+                tracing::error!(error = ?e, "internal error");
+                "an unexpected error occurred; it has been logged".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let errors = match &self {
+            Self::Validation(errors) => Some(errors.as_slice()),
+            _ => None,
+        };
+        let problem =
+            Problem { kind: format!("https://whatsapp-gateway.dev/problems/{slug}"), title, status: status.as_u16(), detail, errors };
+        let mut response = (status, axum::Json(problem)).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Self::Unauthorized(reason) = &self {
+            let value =
+                format!("Bearer realm=\"whatsapp-gateway\", error=\"invalid_token\", error_description=\"{}\"", reason.replace('"', "'"));
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+            }
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)) => {
+                Self::Unavailable("the database is unavailable; retry shortly".into())
+            }
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
+impl From<crate::queue::QueueError> for ApiError {
+    fn from(e: crate::queue::QueueError) -> Self {
+        Self::Internal(e.into())
+    }
+}

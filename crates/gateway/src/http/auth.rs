@@ -1,0 +1,95 @@
+//! Bearer JWT authentication: HS256 with `JWT_SECRET`; `sub` and `exp` required, `exp`/`nbf`
+//! checked with 30 s leeway. The [`Claims`] extractor rejects with 401 and `WWW-Authenticate`.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use crate::error::ApiError;
+
+/// The claims the API reads from a token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// Who the caller is (an application or service name).
+    pub sub: String,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+    /// Issued at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    /// Not valid before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+}
+
+/// Keys and rules for verifying tokens.
+pub struct JwtKeys {
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl JwtKeys {
+    /// HS256 keys from a shared secret.
+    pub fn hs256(secret: &SecretString) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 30;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self { decoding: DecodingKey::from_secret(secret.expose_secret().as_bytes()), validation }
+    }
+
+    /// Verifies a token and returns its claims.
+    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| ApiError::Unauthorized(describe(&e)))
+    }
+}
+
+fn describe(e: &jsonwebtoken::errors::Error) -> String {
+    use jsonwebtoken::errors::ErrorKind;
+    match e.kind() {
+        ErrorKind::ExpiredSignature => "the bearer token has expired".into(),
+        ErrorKind::ImmatureSignature => "the bearer token is not valid yet (nbf)".into(),
+        ErrorKind::InvalidSignature => "the bearer token's signature is invalid".into(),
+        ErrorKind::InvalidAlgorithm => "the bearer token uses an algorithm this server does not accept".into(),
+        ErrorKind::MissingRequiredClaim(claim) => format!("the bearer token lacks the required claim `{claim}`"),
+        ErrorKind::Json(err) if err.to_string().contains("unknown variant") => {
+            "the bearer token uses an algorithm this server does not accept (`alg: none` is never accepted)".into()
+        }
+        ErrorKind::Json(err) => {
+            format!("the bearer token's claims are invalid: {}", err.to_string().split(" at line ").next().unwrap_or_default())
+        }
+        _ => "the bearer token is malformed".into(),
+    }
+}
+
+/// Mints an HS256 token for `sub`, valid for `ttl_secs`.
+pub fn mint_token(secret: &SecretString, sub: &str, ttl_secs: u64) -> anyhow::Result<String> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
+    let claims = Claims { sub: sub.to_owned(), exp: now + ttl_secs, iat: Some(now), nbf: None };
+    Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.expose_secret().as_bytes()))?)
+}
+
+impl FromRequestParts<AppState> for Claims {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or_else(|| ApiError::Unauthorized("an `Authorization: Bearer <token>` header is required".into()))?;
+        let value = header.to_str().map_err(|_| ApiError::Unauthorized("the Authorization header is not valid text".into()))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into()))?;
+        state.jwt.verify(token)
+    }
+}

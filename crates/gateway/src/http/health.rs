@@ -1,0 +1,52 @@
+//! Operational endpoints: liveness, readiness, Prometheus metrics.
+
+use std::sync::OnceLock;
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
+
+use super::AppState;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(prometheus))
+}
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn prometheus_handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (e.g. by an embedding application).
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    let database = state.gateway.store().ping().await.map_err(|e| e.to_string());
+    let queue = state.gateway.queue().depth().await.map_err(|e| e.to_string());
+    let accepting = state.ready.load(Ordering::Relaxed);
+    let ok = database.is_ok() && queue.is_ok() && accepting;
+    let body = json!({
+        "status": if ok { "ready" } else { "not_ready" },
+        "database": database.err().unwrap_or_else(|| "ok".into()),
+        "queue": queue.as_ref().map(|_| "ok".to_owned()).unwrap_or_else(|e| e.clone()),
+        "queue_depth": queue.ok(),
+        "accepting": accepting,
+    });
+    (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
+}
+
+async fn prometheus() -> String {
+    prometheus_handle().render()
+}

@@ -1,0 +1,134 @@
+//! Reading messages: `GET /messages`, `GET /messages/{id}`, `GET /delivery-status`.
+
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::auth::Claims;
+use super::dto::{DeliveryStatus, MessageResource, parse_rfc3339};
+use crate::domain::{Direction, MessageId, MessageSid, MessageStatus, PhoneNumber};
+use crate::error::{ApiError, FieldError};
+use crate::store::{ListFilter, MessageRecord};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/whatsapp/messages", get(list_messages))
+        .route("/api/v1/whatsapp/messages/{id}", get(get_message))
+        .route("/api/v1/whatsapp/delivery-status", get(delivery_status))
+}
+
+fn parse_id(field: &str, value: &str) -> Result<MessageId, ApiError> {
+    value.parse().map_err(|_| ApiError::field(field, format!("is not a message id (a UUID): {value:?}")))
+}
+
+async fn get_message(State(state): State<AppState>, _claims: Claims, Path(id): Path<String>) -> Result<Json<MessageResource>, ApiError> {
+    let id = parse_id("id", &id)?;
+    let message = state.gateway.store().message(id).await?.ok_or_else(|| ApiError::NotFound(format!("no message with id {id}")))?;
+    Ok(Json(message.into()))
+}
+
+#[derive(Debug, Deserialize)]
+struct StatusQuery {
+    id: Option<String>,
+    message_sid: Option<String>,
+}
+
+async fn delivery_status(
+    State(state): State<AppState>,
+    _claims: Claims,
+    Query(q): Query<StatusQuery>,
+) -> Result<Json<DeliveryStatus>, ApiError> {
+    let store = state.gateway.store();
+    let message: Option<MessageRecord> = match (q.id.as_deref(), q.message_sid.as_deref()) {
+        (Some(id), _) => store.message(parse_id("id", id)?).await?,
+        (None, Some(sid)) => {
+            let sid = MessageSid::parse(sid).map_err(|e| ApiError::field("message_sid", e.to_string()))?;
+            store.message_by_sid(sid.as_str()).await?
+        }
+        (None, None) => return Err(ApiError::field("id", "either `id` or `message_sid` is required")),
+    };
+    let message = message.ok_or_else(|| ApiError::NotFound("no such message".into()))?;
+    let history = store.status_history(message.id).await?;
+    let attempts = store.attempts(message.id).await?;
+    Ok(Json(DeliveryStatus {
+        message: message.into(),
+        history: history.into_iter().map(Into::into).collect(),
+        send_attempts: attempts.into_iter().map(Into::into).collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    direction: Option<String>,
+    phone: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    reference: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct MessagePage {
+    messages: Vec<MessageResource>,
+    next_cursor: Option<String>,
+}
+
+fn encode_cursor(m: &MessageRecord) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}:{}", m.created_at, m.id))
+}
+
+fn decode_cursor(cursor: &str) -> Option<(i64, MessageId)> {
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(cursor).ok()?).ok()?;
+    let (at, id) = text.split_once(':')?;
+    Some((at.parse().ok()?, id.parse().ok()?))
+}
+
+impl ListQuery {
+    fn into_filter(self) -> Result<ListFilter, ApiError> {
+        let mut errors = Vec::new();
+        let mut filter = ListFilter { limit: 50, reference: self.reference, ..Default::default() };
+        if let Some(s) = self.status {
+            filter.status = s.parse::<MessageStatus>().map_err(|e| errors.push(FieldError::new("status", e.to_string()))).ok();
+        }
+        if let Some(d) = self.direction {
+            filter.direction = Direction::parse(&d);
+            if filter.direction.is_none() {
+                errors.push(FieldError::new("direction", "must be `outbound` or `inbound`"));
+            }
+        }
+        if let Some(p) = self.phone {
+            filter.phone = PhoneNumber::parse(&p).map_err(|e| errors.push(FieldError::new("phone", e.to_string()))).ok();
+        }
+        filter.from = self.from.and_then(|v| parse_rfc3339("from", &v).map_err(|e| errors.push(e)).ok());
+        filter.to = self.to.and_then(|v| parse_rfc3339("to", &v).map_err(|e| errors.push(e)).ok());
+        match self.limit {
+            Some(l) if (1..=500).contains(&l) => filter.limit = l,
+            Some(l) => errors.push(FieldError::new("limit", format!("must be from 1 to 500, got {l}"))),
+            None => {}
+        }
+        if let Some(c) = self.cursor {
+            filter.after = decode_cursor(&c);
+            if filter.after.is_none() {
+                errors.push(FieldError::new("cursor", "is not a cursor returned by this endpoint"));
+            }
+        }
+        if errors.is_empty() { Ok(filter) } else { Err(ApiError::Validation(errors)) }
+    }
+}
+
+async fn list_messages(State(state): State<AppState>, _claims: Claims, Query(q): Query<ListQuery>) -> Result<Json<MessagePage>, ApiError> {
+    let filter = q.into_filter()?;
+    let mut page_filter = filter.clone();
+    page_filter.limit = filter.limit + 1;
+    let mut messages = state.gateway.store().list_messages(&page_filter).await?;
+    let more = messages.len() as i64 > filter.limit;
+    messages.truncate(filter.limit as usize);
+    let next_cursor = if more { messages.last().map(encode_cursor) } else { None };
+    Ok(Json(MessagePage { messages: messages.into_iter().map(Into::into).collect(), next_cursor }))
+}

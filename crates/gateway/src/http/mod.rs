@@ -1,0 +1,72 @@
+//! The HTTP API: one router per resource, merged here with the webhooks and the operational
+//! endpoints, behind tracing, request ids, a timeout and a body limit.
+
+mod auth;
+pub mod dto;
+mod extract;
+mod health;
+mod messages;
+mod metrics;
+mod send;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, StatusCode};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use auth::{Claims, JwtKeys, mint_token};
+pub use health::prometheus_handle;
+
+use crate::service::Gateway;
+use crate::webhooks::{self, SignatureConfig};
+
+/// Everything a handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The gateway's operations.
+    pub gateway: Gateway,
+    /// Bearer-token verification.
+    pub jwt: Arc<JwtKeys>,
+    /// Webhook signature checking.
+    pub signatures: Arc<SignatureConfig>,
+    /// Readiness checks also look at this flag (false while shutting down).
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Largest request body accepted anywhere (webhooks and API).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The whole application router.
+pub fn router(state: AppState) -> Router {
+    let routes = Router::new()
+        .merge(send::router())
+        .merge(messages::router())
+        .merge(metrics::router())
+        .merge(webhooks::router())
+        .merge(health::router());
+    with_layers(routes.with_state(state))
+}
+
+/// Only the operational endpoints, for a worker-only process.
+pub fn ops_router(state: AppState) -> Router {
+    with_layers(health::router().with_state(state))
+}
+
+fn with_layers(router: Router) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    router
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+        .layer(CatchPanicLayer::new())
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http())
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(SetSensitiveRequestHeadersLayer::new([axum::http::header::AUTHORIZATION, HeaderName::from_static("x-twilio-signature")]))
+}

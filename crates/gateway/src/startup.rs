@@ -1,0 +1,196 @@
+//! Building and running the application: store, queue, Twilio (or the built-in emulator),
+//! workers, and the HTTP server, wired from one [`Config`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use twilio_emulator::{Emulator, EmulatorConfig};
+
+use crate::config::Config;
+use crate::http::{self, AppState, JwtKeys};
+use crate::queue::{JobQueue, SqlQueue};
+use crate::service::{Gateway, InboundHandler};
+use crate::store::Store;
+use crate::twilio::TwilioClient;
+use crate::webhooks::{INBOUND_PATH, STATUS_PATH, SignatureConfig};
+use crate::worker::{self, Sender};
+
+/// Path under which the built-in emulator is served when no Twilio credentials are set.
+pub const EMULATOR_PREFIX: &str = "/emulator";
+
+/// What this process runs.
+#[derive(Default)]
+pub struct RunOptions {
+    /// Serve the API and webhooks (otherwise only `/healthz`, `/readyz` and `/metrics`).
+    pub api: bool,
+    /// Run the worker pool (and the sweeper).
+    pub workers: bool,
+    /// Settings of the built-in emulator (used only without Twilio credentials); from the
+    /// `EMULATOR_*` environment variables when `None`.
+    pub emulator: Option<EmulatorConfig>,
+    /// Extra handlers for incoming messages.
+    pub inbound_handlers: Vec<Arc<dyn InboundHandler>>,
+}
+
+/// A built application, bound to its address and ready to run.
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    base_url: String,
+    router: axum::Router,
+    gateway: Gateway,
+    emulator: Option<Emulator>,
+    shutdown: CancellationToken,
+    workers: Option<JoinSet<()>>,
+    ready: Arc<AtomicBool>,
+}
+
+impl Application {
+    /// Connects, migrates, binds and wires everything; workers start at once when asked for.
+    pub async fn build(config: Config, options: RunOptions) -> anyhow::Result<Self> {
+        let store = Store::connect(config.database_url.expose_secret()).await.context("cannot connect to DATABASE_URL")?;
+        store.migrate().await.context("cannot migrate the database")?;
+        let listener = TcpListener::bind(config.bind_addr).await.with_context(|| format!("cannot bind BIND_ADDR {}", config.bind_addr))?;
+        let local_addr = listener.local_addr()?;
+        let base_url = format!("http://{local_addr}");
+        let public_base_url = config.public_base_url.clone().unwrap_or_else(|| base_url.clone());
+
+        let (client, tokens, emulator) = match &config.twilio {
+            Some(t) => {
+                let client = TwilioClient::new(&t.api_base_url, &t.account_sid, t.auth_token.clone(), t.request_timeout)?;
+                let tokens = std::iter::once(t.auth_token.clone()).chain(t.secondary_auth_token.clone()).collect();
+                tracing::info!(api = %t.api_base_url, account_sid = %t.account_sid, "sending through Twilio");
+                (client, tokens, None)
+            }
+            None => {
+                let mut emulator_config = match options.emulator {
+                    Some(c) => c,
+                    None => EmulatorConfig::from_env().context("invalid EMULATOR_* configuration")?,
+                };
+                emulator_config.inbound_webhook_url.get_or_insert_with(|| format!("{public_base_url}{INBOUND_PATH}"));
+                emulator_config.business_number = config.whatsapp_from.as_e164().to_owned();
+                let emulator = Emulator::new(emulator_config);
+                let api = format!("{base_url}{EMULATOR_PREFIX}");
+                tracing::warn!(
+                    emulator = %api,
+                    "no Twilio credentials (TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN): messages go to the built-in Twilio emulator, not to WhatsApp"
+                );
+                let token = SecretString::from(emulator.auth_token().to_owned());
+                let client = TwilioClient::new(&api, emulator.account_sid(), token.clone(), config.twilio_timeout)?;
+                (client, vec![token], Some(emulator))
+            }
+        };
+        let from = config.twilio.as_ref().map_or_else(|| config.whatsapp_from.clone(), |t| t.whatsapp_from.clone());
+
+        let queue: Arc<dyn JobQueue> = Arc::new(SqlQueue::new(store.clone()));
+        let sender = Arc::new(Sender::new(
+            store.clone(),
+            queue.clone(),
+            client,
+            from,
+            format!("{public_base_url}{STATUS_PATH}"),
+            config.worker.clone(),
+        ));
+        let gateway = Gateway::new(store.clone(), queue.clone(), sender.clone(), options.inbound_handlers, config.inbound.clone());
+        let ready = Arc::new(AtomicBool::new(true));
+        let state = AppState {
+            gateway: gateway.clone(),
+            jwt: Arc::new(JwtKeys::hs256(&config.jwt_secret)),
+            signatures: Arc::new(SignatureConfig { public_base_url: public_base_url.trim_end_matches('/').to_owned(), tokens }),
+            ready: ready.clone(),
+        };
+        http::prometheus_handle();
+        let mut router = if options.api { http::router(state) } else { http::ops_router(state) };
+        if let Some(emulator) = &emulator {
+            router = router.nest(EMULATOR_PREFIX, emulator.router());
+        }
+        let shutdown = CancellationToken::new();
+        let workers = options.workers.then(|| worker::spawn_pool(sender, queue, store, shutdown.clone()));
+        Ok(Self { listener, local_addr, base_url, router, gateway, emulator, shutdown, workers, ready })
+    }
+
+    /// The address the server is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `http://` + the bound address.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The gateway's operations (for embedding and tests).
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+
+    /// The built-in emulator, when no Twilio credentials are configured.
+    pub fn emulator(&self) -> Option<&Emulator> {
+        self.emulator.as_ref()
+    }
+
+    /// Cancelling this token stops the application gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled (or Ctrl-C / SIGTERM when `signals`), then
+    /// lets in-flight sends finish.
+    pub async fn run_until_stopped(self, signals: bool) -> anyhow::Result<()> {
+        let shutdown = self.shutdown.clone();
+        if signals {
+            let token = shutdown.clone();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("shutdown requested; finishing in-flight work");
+                token.cancel();
+            });
+        }
+        let ready = self.ready.clone();
+        let graceful = {
+            let token = shutdown.clone();
+            async move {
+                token.cancelled().await;
+                ready.store(false, Ordering::Relaxed);
+            }
+        };
+        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(graceful)
+            .await
+            .context("HTTP server failed")?;
+        if let Some(mut workers) = self.workers {
+            let drain = async { while workers.join_next().await.is_some() {} };
+            if tokio::time::timeout(Duration::from_secs(30), drain).await.is_err() {
+                tracing::warn!("workers did not finish within 30 s; their leases will expire and another worker will reconcile");
+            }
+        }
+        self.gateway.store().close().await;
+        Ok(())
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,11 @@
+//! Logging: `tracing` with an env filter (`RUST_LOG`, default `info`), human-readable or JSON, on
+//! standard error (standard output is left to commands whose output is data, such as `token`).
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber (once; later calls are ignored).
+pub fn init(json: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr);
+    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+}

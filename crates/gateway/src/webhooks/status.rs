@@ -1,0 +1,43 @@
+//! `POST /api/v1/whatsapp/status`: Twilio's status callbacks.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+
+use super::TwilioSigned;
+use crate::domain::status::StatusEvent;
+use crate::domain::{MessageId, MessageSid, MessageStatus};
+use crate::error::ApiError;
+use crate::http::AppState;
+use crate::store::{ApplyOutcome, MessageRef, StatusSource, now_ms};
+
+/// Applies one status callback; 200 once committed (or when there is nothing to apply).
+#[tracing::instrument(skip_all, fields(sid, status))]
+pub(super) async fn status_callback(State(state): State<AppState>, signed: TwilioSigned) -> Result<StatusCode, ApiError> {
+    let sid = signed.get("MessageSid").or_else(|| signed.get("SmsSid")).ok_or_else(|| ApiError::field("MessageSid", "is required"))?;
+    let sid = MessageSid::parse(sid).map_err(|e| ApiError::field("MessageSid", e.to_string()))?;
+    let reported =
+        signed.get("MessageStatus").or_else(|| signed.get("SmsStatus")).ok_or_else(|| ApiError::field("MessageStatus", "is required"))?;
+    tracing::Span::current().record("sid", sid.as_str()).record("status", reported);
+    let Some(status) = MessageStatus::from_twilio(reported) else {
+        // `accepted`, `scheduled`, `canceled`…: nothing the outbound lifecycle tracks.
+        metrics::counter!("gateway_callbacks_total", "result" => "not_tracked").increment(1);
+        return Ok(StatusCode::OK);
+    };
+    let error_code = match signed.get("ErrorCode").filter(|c| !c.is_empty()) {
+        Some(code) => Some(code.parse::<i64>().map_err(|_| ApiError::field("ErrorCode", format!("is not a number: {code:?}")))?),
+        None => None,
+    };
+    let id = signed.query_param("mid").and_then(|m| m.parse::<MessageId>().ok());
+    let target = MessageRef { id, sid: sid.as_str().to_owned() };
+    let event = StatusEvent { status, at: now_ms(), error_code };
+    let error_message = signed.get("ChannelStatusMessage").map(str::to_owned);
+    let outcome = state.gateway.store().apply_status(&target, &event, StatusSource::Callback, error_message).await?;
+    let result = match outcome {
+        ApplyOutcome::Applied { .. } => "applied",
+        ApplyOutcome::Ignored { .. } => "ignored",
+        ApplyOutcome::Unmatched => "unmatched",
+    };
+    metrics::counter!("gateway_callbacks_total", "result" => result).increment(1);
+    tracing::info!(result, "status callback");
+    Ok(StatusCode::OK)
+}
