@@ -91,6 +91,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             app.run_until_stopped(true).await
         }
         Command::Worker => {
+            if config.public_base_url.is_none() {
+                anyhow::bail!(
+                    "invalid configuration: PUBLIC_BASE_URL: required by `worker`, whose sends must tell Twilio where the API's status callbacks go"
+                );
+            }
             let app = Application::build(config, RunOptions { api: false, workers: true, ..Default::default() }).await?;
             tracing::info!(address = %app.base_url(), "worker running (health on /healthz, /readyz)");
             app.run_until_stopped(true).await

@@ -61,6 +61,20 @@ pub struct InboundConfig {
     pub forward_url: Option<String>,
 }
 
+/// Request rate limits (per minute, with a burst allowance).
+#[derive(Debug, Clone)]
+pub struct RateLimits {
+    /// Webhook requests per minute per client IP (`RATE_LIMIT_WEBHOOK_PER_MIN`, default 200).
+    pub webhook_per_min: u32,
+    /// API requests per minute per token subject (`RATE_LIMIT_API_PER_MIN`, default 1000).
+    pub api_per_min: u32,
+    /// `POST /send` requests per minute per token subject (`RATE_LIMIT_SEND_PER_MIN`, default
+    /// the API limit).
+    pub send_per_min: u32,
+    /// Extra requests allowed at once above the steady rate (`RATE_LIMIT_BURST`, default 50).
+    pub burst: u32,
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -81,6 +95,28 @@ pub struct Config {
     pub jwt_secret: SecretString,
     /// Whether the JWT secret was generated for development.
     pub jwt_secret_generated: bool,
+    /// PEM public key (RSA → RS256, EC P-256 → ES256) from `JWT_PUBLIC_KEY_FILE`; when set, only
+    /// tokens signed with its private key are accepted.
+    pub jwt_public_key_pem: Option<String>,
+    /// Required `aud` claim (`JWT_AUDIENCE`).
+    pub jwt_audience: Option<String>,
+    /// Required `iss` claim (`JWT_ISSUER`).
+    pub jwt_issuer: Option<String>,
+    /// `REDIS_URL` (`redis://` or `rediss://`): the queue, replay, idempotency and rate-limit
+    /// state move to Redis, shared by every instance.
+    pub redis_url: Option<SecretString>,
+    /// Prefix of every Redis key (`REDIS_KEY_PREFIX`), so deployments can share a Redis.
+    pub redis_prefix: String,
+    /// HTTPS: certificate and key PEM files (`TLS_CERT_FILE`, `TLS_KEY_FILE`).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Refuse plain-HTTP requests and send HSTS (`REQUIRE_HTTPS`); behind a TLS-terminating
+    /// proxy this needs `TRUST_PROXY` so that `X-Forwarded-Proto` is believed.
+    pub require_https: bool,
+    /// Believe `X-Forwarded-For/-Proto/-Host` from the peer (`TRUST_PROXY`): set only when a
+    /// proxy you run is the only way in.
+    pub trust_proxy: bool,
+    /// Rate limits.
+    pub rate_limits: RateLimits,
     /// Worker pool settings.
     pub worker: WorkerConfig,
     /// Incoming message handling.
@@ -171,6 +207,47 @@ impl Config {
         let database_url =
             v.secret("DATABASE_URL", "DATABASE_URL_FILE")?.unwrap_or_else(|| SecretString::from("sqlite://data/gateway.db".to_owned()));
         check_database_url(database_url.expose_secret())?;
+        let jwt_public_key_pem = match v.var("JWT_PUBLIC_KEY_FILE") {
+            Some(path) => {
+                Some(std::fs::read_to_string(&path).map_err(|e| invalid("JWT_PUBLIC_KEY_FILE", format!("cannot read {path}: {e}")))?)
+            }
+            None => None,
+        };
+        let tls = match (v.var("TLS_CERT_FILE"), v.var("TLS_KEY_FILE")) {
+            (Some(cert), Some(key)) => {
+                for (name, path) in [("TLS_CERT_FILE", &cert), ("TLS_KEY_FILE", &key)] {
+                    if !Path::new(path).is_file() {
+                        return Err(invalid(name, format!("{path} is not a readable file")));
+                    }
+                }
+                Some((PathBuf::from(cert), PathBuf::from(key)))
+            }
+            (Some(_), None) => return Err(invalid("TLS_KEY_FILE", "is required with TLS_CERT_FILE")),
+            (None, Some(_)) => return Err(invalid("TLS_CERT_FILE", "is required with TLS_KEY_FILE")),
+            (None, None) => None,
+        };
+        let redis_url = v.secret("REDIS_URL", "REDIS_URL_FILE")?;
+        if let Some(url) = &redis_url
+            && !(url.expose_secret().starts_with("redis://") || url.expose_secret().starts_with("rediss://"))
+        {
+            return Err(invalid("REDIS_URL", "must start with redis:// or rediss://"));
+        }
+        let api_per_min = v.parsed("RATE_LIMIT_API_PER_MIN", 1000u32)?;
+        let rate_limits = RateLimits {
+            webhook_per_min: v.parsed("RATE_LIMIT_WEBHOOK_PER_MIN", 200u32)?,
+            api_per_min,
+            send_per_min: v.parsed("RATE_LIMIT_SEND_PER_MIN", api_per_min)?,
+            burst: v.parsed("RATE_LIMIT_BURST", 50u32)?,
+        };
+        for (name, value) in [
+            ("RATE_LIMIT_WEBHOOK_PER_MIN", rate_limits.webhook_per_min),
+            ("RATE_LIMIT_API_PER_MIN", rate_limits.api_per_min),
+            ("RATE_LIMIT_SEND_PER_MIN", rate_limits.send_per_min),
+        ] {
+            if value == 0 {
+                return Err(invalid(name, "must be at least 1"));
+            }
+        }
         let (jwt_secret, jwt_secret_generated) = match v.secret("JWT_SECRET", "JWT_SECRET_FILE")? {
             Some(s) if s.expose_secret().len() < 16 => return Err(invalid("JWT_SECRET", "must be at least 16 characters")),
             Some(s) => (s, false),
@@ -207,6 +284,15 @@ impl Config {
             twilio_timeout,
             jwt_secret,
             jwt_secret_generated,
+            jwt_public_key_pem,
+            jwt_audience: v.var("JWT_AUDIENCE"),
+            jwt_issuer: v.var("JWT_ISSUER"),
+            redis_url,
+            redis_prefix: v.var("REDIS_KEY_PREFIX").unwrap_or_else(|| "whatsapp-gateway".into()),
+            tls,
+            require_https: v.parsed("REQUIRE_HTTPS", false)?,
+            trust_proxy: v.parsed("TRUST_PROXY", false)?,
+            rate_limits,
             worker,
             inbound: InboundConfig {
                 auto_reply: v.var("AUTO_REPLY_TEXT"),

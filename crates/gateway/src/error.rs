@@ -45,9 +45,18 @@ pub enum ApiError {
     /// Nothing at this address (404).
     #[error("{0}")]
     NotFound(String),
+    /// The body is larger than the endpoint accepts (413).
+    #[error("{0}")]
+    PayloadTooLarge(String),
     /// The body is not in a format this endpoint takes (415).
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The same idempotency key is being used by a request still in progress (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Too many requests (429); `Retry-After` says when to come back.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// A dependency is down (503); the client should retry.
     #[error("{0}")]
     Unavailable(String),
@@ -80,7 +89,10 @@ impl ApiError {
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "invalid-signature", "Forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large"),
             Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            Self::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }
@@ -114,6 +126,16 @@ impl IntoResponse for ApiError {
             }
         }
         response
+    }
+}
+
+impl From<axum::extract::rejection::BytesRejection> for ApiError {
+    fn from(e: axum::extract::rejection::BytesRejection) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::PayloadTooLarge(format!("the body is larger than the {} KiB this server accepts", crate::http::MAX_BODY_BYTES / 1024))
+        } else {
+            Self::BadRequest(e.body_text())
+        }
     }
 }
 

@@ -15,6 +15,7 @@ pub mod error;
 pub mod http;
 pub mod queue;
 pub mod service;
+pub mod shared;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -14,13 +14,16 @@ use tokio_util::sync::CancellationToken;
 use twilio_emulator::{Emulator, EmulatorConfig};
 
 use crate::config::Config;
+use crate::http::transport::TransportPolicy;
 use crate::http::{self, AppState, JwtKeys};
-use crate::queue::{JobQueue, SqlQueue};
+use crate::queue::{JobQueue, RedisQueue, SqlQueue};
 use crate::service::{Gateway, InboundHandler};
+use crate::shared::{MemoryState, RedisState, SharedState};
 use crate::store::Store;
 use crate::twilio::TwilioClient;
 use crate::webhooks::{INBOUND_PATH, STATUS_PATH, SignatureConfig};
 use crate::worker::{self, Sender};
+use axum_server::tls_rustls::RustlsConfig;
 
 /// Path under which the built-in emulator is served when no Twilio credentials are set.
 pub const EMULATOR_PREFIX: &str = "/emulator";
@@ -50,6 +53,7 @@ pub struct Application {
     shutdown: CancellationToken,
     workers: Option<JoinSet<()>>,
     ready: Arc<AtomicBool>,
+    tls: Option<RustlsConfig>,
 }
 
 impl Application {
@@ -59,7 +63,15 @@ impl Application {
         store.migrate().await.context("cannot migrate the database")?;
         let listener = TcpListener::bind(config.bind_addr).await.with_context(|| format!("cannot bind BIND_ADDR {}", config.bind_addr))?;
         let local_addr = listener.local_addr()?;
-        let base_url = format!("http://{local_addr}");
+        let tls = match &config.tls {
+            Some((cert, key)) => {
+                // Two rustls crypto providers are compiled in; pick one before any TLS is set up.
+                let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+                Some(RustlsConfig::from_pem_file(cert, key).await.context("invalid configuration: TLS_CERT_FILE / TLS_KEY_FILE")?)
+            }
+            None => None,
+        };
+        let base_url = format!("{}://{local_addr}", if tls.is_some() { "https" } else { "http" });
         let public_base_url = config.public_base_url.clone().unwrap_or_else(|| base_url.clone());
 
         let (client, tokens, emulator) = match &config.twilio {
@@ -89,7 +101,19 @@ impl Application {
         };
         let from = config.twilio.as_ref().map_or_else(|| config.whatsapp_from.clone(), |t| t.whatsapp_from.clone());
 
-        let queue: Arc<dyn JobQueue> = Arc::new(SqlQueue::new(store.clone()));
+        let (queue, shared): (Arc<dyn JobQueue>, Arc<dyn SharedState>) = match &config.redis_url {
+            Some(url) => {
+                let url = url.expose_secret();
+                // One multiplexed connection serves the queue and the shared state.
+                let conn = crate::shared::connect_manager(url).await.map_err(|e| anyhow::anyhow!("cannot connect to REDIS_URL: {e}"))?;
+                let queue =
+                    RedisQueue::from_connection(conn.clone(), &config.redis_prefix).context("invalid configuration: REDIS_KEY_PREFIX")?;
+                let shared = RedisState::from_connection(conn, &config.redis_prefix).context("invalid configuration: REDIS_KEY_PREFIX")?;
+                tracing::info!(prefix = %config.redis_prefix, "queue and shared state in Redis");
+                (Arc::new(queue), Arc::new(shared))
+            }
+            None => (Arc::new(SqlQueue::new(store.clone())), Arc::new(MemoryState::new())),
+        };
         let sender = Arc::new(Sender::new(
             store.clone(),
             queue.clone(),
@@ -102,9 +126,12 @@ impl Application {
         let ready = Arc::new(AtomicBool::new(true));
         let state = AppState {
             gateway: gateway.clone(),
-            jwt: Arc::new(JwtKeys::hs256(&config.jwt_secret)),
+            jwt: Arc::new(JwtKeys::from_config(&config)?),
             signatures: Arc::new(SignatureConfig { public_base_url: public_base_url.trim_end_matches('/').to_owned(), tokens }),
             ready: ready.clone(),
+            shared,
+            rate_limits: config.rate_limits.clone(),
+            transport: TransportPolicy { tls: tls.is_some(), require_https: config.require_https, trust_proxy: config.trust_proxy },
         };
         http::prometheus_handle();
         let mut router = if options.api { http::router(state) } else { http::ops_router(state) };
@@ -113,7 +140,7 @@ impl Application {
         }
         let shutdown = CancellationToken::new();
         let workers = options.workers.then(|| worker::spawn_pool(sender, queue, store, shutdown.clone()));
-        Ok(Self { listener, local_addr, base_url, router, gateway, emulator, shutdown, workers, ready })
+        Ok(Self { listener, local_addr, base_url, router, gateway, emulator, shutdown, workers, ready, tls })
     }
 
     /// The address the server is bound to.
@@ -161,10 +188,20 @@ impl Application {
                 ready.store(false, Ordering::Relaxed);
             }
         };
-        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(graceful)
-            .await
-            .context("HTTP server failed")?;
+        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        match self.tls {
+            None => axum::serve(self.listener, service).with_graceful_shutdown(graceful).await.context("HTTP server failed")?,
+            Some(tls) => {
+                let handle = axum_server::Handle::new();
+                let stopper = handle.clone();
+                tokio::spawn(async move {
+                    graceful.await;
+                    stopper.graceful_shutdown(Some(Duration::from_secs(30)));
+                });
+                let listener = self.listener.into_std()?;
+                axum_server::from_tcp_rustls(listener, tls)?.handle(handle).serve(service).await.context("HTTPS server failed")?;
+            }
+        }
         if let Some(mut workers) = self.workers {
             let drain = async { while workers.join_next().await.is_some() {} };
             if tokio::time::timeout(Duration::from_secs(30), drain).await.is_err() {

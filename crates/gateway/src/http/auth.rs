@@ -35,11 +35,46 @@ pub struct JwtKeys {
 impl JwtKeys {
     /// HS256 keys from a shared secret.
     pub fn hs256(secret: &SecretString) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
+        Self::with(DecodingKey::from_secret(secret.expose_secret().as_bytes()), Algorithm::HS256)
+    }
+
+    /// Keys from a PEM public key: RSA → RS256, EC P-256 → ES256. Only that algorithm is accepted,
+    /// so a token "signed" with the public key as an HMAC secret is refused.
+    pub fn public_key(pem: &str) -> Result<Self, String> {
+        if let Ok(key) = DecodingKey::from_rsa_pem(pem.as_bytes()) {
+            return Ok(Self::with(key, Algorithm::RS256));
+        }
+        if let Ok(key) = DecodingKey::from_ec_pem(pem.as_bytes()) {
+            return Ok(Self::with(key, Algorithm::ES256));
+        }
+        Err("not an RSA or EC (P-256) public key in PEM form".into())
+    }
+
+    /// The keys the configuration asks for, with `aud` / `iss` checks when configured.
+    pub fn from_config(config: &crate::config::Config) -> Result<Self, crate::config::ConfigError> {
+        let mut keys = match &config.jwt_public_key_pem {
+            Some(pem) => Self::public_key(pem).map_err(|reason| crate::config::ConfigError { variable: "JWT_PUBLIC_KEY_FILE", reason })?,
+            None => Self::hs256(&config.jwt_secret),
+        };
+        if let Some(aud) = &config.jwt_audience {
+            keys.validation.set_audience(&[aud]);
+            keys.validation.validate_aud = true;
+            keys.validation.required_spec_claims.insert("aud".into());
+        }
+        if let Some(iss) = &config.jwt_issuer {
+            keys.validation.set_issuer(&[iss]);
+            keys.validation.required_spec_claims.insert("iss".into());
+        }
+        Ok(keys)
+    }
+
+    fn with(decoding: DecodingKey, algorithm: Algorithm) -> Self {
+        let mut validation = Validation::new(algorithm);
         validation.leeway = 30;
         validation.validate_nbf = true;
+        validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        Self { decoding: DecodingKey::from_secret(secret.expose_secret().as_bytes()), validation }
+        Self { decoding, validation }
     }
 
     /// Verifies a token and returns its claims.
@@ -58,6 +93,11 @@ fn describe(e: &jsonwebtoken::errors::Error) -> String {
         ErrorKind::InvalidSignature => "the bearer token's signature is invalid".into(),
         ErrorKind::InvalidAlgorithm => "the bearer token uses an algorithm this server does not accept".into(),
         ErrorKind::MissingRequiredClaim(claim) => format!("the bearer token lacks the required claim `{claim}`"),
+        ErrorKind::InvalidAudience => "the bearer token's audience (aud) is not this API".into(),
+        ErrorKind::InvalidIssuer => "the bearer token's issuer (iss) is not trusted".into(),
+        ErrorKind::InvalidKeyFormat | ErrorKind::InvalidRsaKey(_) | ErrorKind::InvalidEcdsaKey => {
+            "the bearer token cannot be checked with the configured key".into()
+        }
         ErrorKind::Json(err) if err.to_string().contains("unknown variant") => {
             "the bearer token uses an algorithm this server does not accept (`alg: none` is never accepted)".into()
         }

@@ -35,13 +35,15 @@ async fn healthz() -> Json<serde_json::Value> {
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     let database = state.gateway.store().ping().await.map_err(|e| e.to_string());
     let queue = state.gateway.queue().depth().await.map_err(|e| e.to_string());
+    let shared = state.shared.ping().await.map_err(|e| e.to_string());
     let accepting = state.ready.load(Ordering::Relaxed);
-    let ok = database.is_ok() && queue.is_ok() && accepting;
+    let ok = database.is_ok() && queue.is_ok() && shared.is_ok() && accepting;
     let body = json!({
         "status": if ok { "ready" } else { "not_ready" },
         "database": database.err().unwrap_or_else(|| "ok".into()),
         "queue": queue.as_ref().map(|_| "ok".to_owned()).unwrap_or_else(|e| e.clone()),
         "queue_depth": queue.ok(),
+        "shared_state": shared.err().unwrap_or_else(|| "ok".into()),
         "accepting": accepting,
     });
     (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))

@@ -5,17 +5,20 @@ mod auth;
 pub mod dto;
 mod extract;
 mod health;
+mod idempotency;
 mod messages;
 mod metrics;
+mod rate_limit;
 mod send;
+pub mod transport;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, StatusCode};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -38,6 +41,12 @@ pub struct AppState {
     pub signatures: Arc<SignatureConfig>,
     /// Readiness checks also look at this flag (false while shutting down).
     pub ready: Arc<std::sync::atomic::AtomicBool>,
+    /// TLS, HTTPS enforcement and proxy trust.
+    pub transport: transport::TransportPolicy,
+    /// Replay windows, idempotency records and rate-limit counters (in process or in Redis).
+    pub shared: Arc<dyn crate::shared::SharedState>,
+    /// Rate limits.
+    pub rate_limits: crate::config::RateLimits,
 }
 
 /// Largest request body accepted anywhere (webhooks and API).
@@ -51,18 +60,21 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics::router())
         .merge(webhooks::router())
         .merge(health::router());
-    with_layers(routes.with_state(state))
+    with_layers(routes, state)
 }
 
 /// Only the operational endpoints, for a worker-only process.
 pub fn ops_router(state: AppState) -> Router {
-    with_layers(health::router().with_state(state))
+    with_layers(health::router(), state)
 }
 
-fn with_layers(router: Router) -> Router {
+fn with_layers(router: Router<AppState>, state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     router
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), transport::enforce))
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
         .layer(CatchPanicLayer::new())
         .layer(PropagateRequestIdLayer::new(request_id.clone()))

@@ -4,12 +4,14 @@
 //!
 //! The embedded default keeps jobs in the database ([`SqlQueue`]).
 
+mod redis;
 mod sql;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use self::redis::RedisQueue;
 pub use sql::SqlQueue;
 
 use crate::domain::MessageId;

@@ -26,6 +26,8 @@ pub struct TwilioSigned {
     pub params: Vec<(String, String)>,
     /// The raw query string.
     pub query: Option<String>,
+    /// Twilio's `I-Twilio-Idempotency-Token`: the same on every retry of one webhook.
+    pub idempotency_token: Option<String>,
 }
 
 impl TwilioSigned {
@@ -48,30 +50,47 @@ impl FromRequest<AppState> for TwilioSigned {
         let config = &state.signatures;
         let path = req.uri().path().to_owned();
         let query = req.uri().query().map(str::to_owned);
-        let url = match &query {
-            Some(q) => format!("{}{path}?{q}", config.public_base_url),
-            None => format!("{}{path}", config.public_base_url),
+        let with_path = |base: &str| match &query {
+            Some(q) => format!("{base}{path}?{q}"),
+            None => format!("{base}{path}"),
         };
+        let url = with_path(&config.public_base_url);
+        // Behind a trusted proxy, the URL it reports is also one Twilio may have signed.
+        let forwarded = state.transport.forwarded_base(req.headers()).map(|base| with_path(&base)).filter(|u| *u != url);
         let signature = req.headers().get(twilio_signature::SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let idempotency_token = req
+            .headers()
+            .get("i-twilio-idempotency-token")
+            .and_then(|v| v.to_str().ok())
+            .map(|t| t.chars().filter(|c| c.is_ascii_graphic()).take(128).collect::<String>())
+            .filter(|t| !t.is_empty());
         let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
-        let body = axum::body::Bytes::from_request(req, state).await.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        let body = axum::body::Bytes::from_request(req, state).await?;
         let Some(signature) = signature else {
             metrics::counter!("gateway_webhooks_rejected_total", "reason" => "missing_signature").increment(1);
             return Err(ApiError::Forbidden(format!("missing X-Twilio-Signature header (checked URL: {url})")));
         };
-        let params: Vec<(String, String)> = if content_type.starts_with("application/x-www-form-urlencoded") || content_type.is_empty() {
-            form_urlencoded::parse(&body).into_owned().collect()
-        } else {
-            Vec::new()
-        };
-        let valid = config.tokens.iter().any(|token| {
-            let token = token.expose_secret().as_bytes();
-            if params.is_empty() && !body.is_empty() {
-                twilio_signature::validate::<&str, &str>(token, &url, twilio_signature::Payload::Body(&body), &signature)
-            } else {
-                twilio_signature::validate(token, &url, twilio_signature::Payload::Form(&params), &signature)
-            }
+        let is_form = content_type.starts_with("application/x-www-form-urlencoded") || (content_type.is_empty() && !body.starts_with(b"{"));
+        let params: Vec<(String, String)> = if is_form { form_urlencoded::parse(&body).into_owned().collect() } else { Vec::new() };
+        let valid = std::iter::once(&url).chain(forwarded.as_ref()).any(|candidate| {
+            config.tokens.iter().any(|token| {
+                let token = token.expose_secret().as_bytes();
+                if is_form {
+                    twilio_signature::validate(token, candidate, twilio_signature::Payload::Form(&params), &signature)
+                } else {
+                    // JSON bodies are covered by the URL's bodySHA256 parameter.
+                    twilio_signature::validate::<&str, &str>(token, candidate, twilio_signature::Payload::Body(&body), &signature)
+                }
+            })
         });
+        let params = if is_form {
+            params
+        } else {
+            // A JSON webhook's top-level fields, as text, so handlers read both forms alike.
+            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body)
+                .map(|map| map.into_iter().map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect())
+                .unwrap_or_default()
+        };
         if !valid {
             metrics::counter!("gateway_webhooks_rejected_total", "reason" => "invalid_signature").increment(1);
             tracing::warn!(url = %url, "rejected a webhook with an invalid Twilio signature");
@@ -79,6 +98,6 @@ impl FromRequest<AppState> for TwilioSigned {
                 "invalid X-Twilio-Signature for {url}; if Twilio calls another URL, set PUBLIC_BASE_URL to it"
             )));
         }
-        Ok(Self { params, query })
+        Ok(Self { params, query, idempotency_token })
     }
 }

@@ -1,5 +1,7 @@
 //! `POST /api/v1/whatsapp/status`: Twilio's status callbacks.
 
+use std::time::Duration;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 
@@ -9,6 +11,9 @@ use crate::domain::{MessageId, MessageSid, MessageStatus};
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::store::{ApplyOutcome, MessageRef, StatusSource, now_ms};
+
+/// How long a callback is remembered as seen (the replay / nonce window).
+pub const REPLAY_WINDOW: Duration = Duration::from_secs(5 * 60);
 
 /// Applies one status callback; 200 once committed (or when there is nothing to apply).
 #[tracing::instrument(skip_all, fields(sid, status))]
@@ -27,11 +32,29 @@ pub(super) async fn status_callback(State(state): State<AppState>, signed: Twili
         Some(code) => Some(code.parse::<i64>().map_err(|_| ApiError::field("ErrorCode", format!("is not a number: {code:?}")))?),
         None => None,
     };
+    // Replays and Twilio's retries of a callback already applied are acknowledged, not applied
+    // again (the state machine would ignore them anyway; this also keeps them out of the log).
+    let replay_key = match &signed.idempotency_token {
+        Some(token) => format!("callback:token:{token}"),
+        None => format!("callback:{}:{reported}:{}", sid.as_str(), error_code.unwrap_or(0)),
+    };
+    if !state.shared.remember_once(&replay_key, REPLAY_WINDOW).await.unwrap_or(true) {
+        metrics::counter!("gateway_callbacks_total", "result" => "replayed").increment(1);
+        tracing::info!("replayed status callback acknowledged, not applied again");
+        return Ok(StatusCode::OK);
+    }
     let id = signed.query_param("mid").and_then(|m| m.parse::<MessageId>().ok());
     let target = MessageRef { id, sid: sid.as_str().to_owned() };
     let event = StatusEvent { status, at: now_ms(), error_code };
     let error_message = signed.get("ChannelStatusMessage").map(str::to_owned);
-    let outcome = state.gateway.store().apply_status(&target, &event, StatusSource::Callback, error_message).await?;
+    let outcome = match state.gateway.store().apply_status(&target, &event, StatusSource::Callback, error_message).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            // Not applied: Twilio's retry must be processed, not taken for a replay.
+            let _ = state.shared.forget(&replay_key).await;
+            return Err(e.into());
+        }
+    };
     let result = match outcome {
         ApplyOutcome::Applied { .. } => "applied",
         ApplyOutcome::Ignored { .. } => "ignored",

@@ -17,6 +17,7 @@ use whatsapp_gateway::startup::{Application, RunOptions};
 pub const JWT_SECRET: &str = "test-secret-0123456789abcdef";
 
 pub struct TestApp {
+    pub backend: Backend,
     pub base_url: String,
     pub http: reqwest::Client,
     pub token: String,
@@ -25,6 +26,51 @@ pub struct TestApp {
     shutdown: CancellationToken,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
     dir: PathBuf,
+    pg_database: Option<String>,
+}
+
+/// Which backends the suite runs against: `WG_TEST_BACKEND=postgres` selects PostgreSQL + Redis
+/// (the local servers), anything else SQLite + the embedded queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Production,
+}
+
+impl Backend {
+    pub fn from_env() -> Self {
+        match std::env::var("WG_TEST_BACKEND").as_deref() {
+            Ok("postgres") => Self::Production,
+            _ => Self::Embedded,
+        }
+    }
+}
+
+pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// A fresh PostgreSQL database for one test.
+pub async fn create_pg_database() -> String {
+    use sqlx::Connection as _;
+    let name = format!("wg_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(PG_ADMIN_URL).await.expect("PostgreSQL runs on 127.0.0.1:5432");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.unwrap();
+    name
+}
+
+/// Drops a test database (from a plain thread: `Drop` cannot await).
+pub fn drop_pg_database(name: String) {
+    let _ = std::thread::spawn(move || {
+        use sqlx::Connection as _;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            if let Ok(mut admin) = sqlx::PgConnection::connect(PG_ADMIN_URL).await {
+                let _ =
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut admin).await;
+            }
+        });
+    })
+    .join();
 }
 
 /// Settings a test may change.
@@ -53,10 +99,19 @@ impl TestApp {
     }
 
     pub async fn spawn_with(options: TestOptions) -> Self {
+        let backend = Backend::from_env();
         let dir = std::env::temp_dir().join(format!("wg-test-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
+        let pg_database = match backend {
+            Backend::Production => Some(create_pg_database().await),
+            Backend::Embedded => None,
+        };
+        let database_url = match &pg_database {
+            Some(name) => format!("postgres://postgres@127.0.0.1:5432/{name}"),
+            None => format!("sqlite://{}/gateway.db", dir.display()),
+        };
         let mut vars: HashMap<String, String> = [
-            ("DATABASE_URL", format!("sqlite://{}/gateway.db", dir.display())),
+            ("DATABASE_URL", database_url),
             ("BIND_ADDR", "127.0.0.1:0".to_owned()),
             ("JWT_SECRET", JWT_SECRET.to_owned()),
             ("RETRY_BASE_MS", "50".to_owned()),
@@ -69,6 +124,10 @@ impl TestApp {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
+        if backend == Backend::Production {
+            vars.insert("REDIS_URL".into(), REDIS_URL.into());
+            vars.insert("REDIS_KEY_PREFIX".into(), format!("wg-test-{}", uuid::Uuid::new_v4().simple()));
+        }
         for (k, v) in options.vars {
             vars.insert(k.to_owned(), v);
         }
@@ -83,7 +142,9 @@ impl TestApp {
         let shutdown = app.shutdown_token();
         let handle = tokio::spawn(app.run_until_stopped(false));
         let token = whatsapp_gateway::http::mint_token(&JWT_SECRET.to_owned().into(), "test-suite", 3600).unwrap();
-        Self { base_url, http: reqwest::Client::new(), token, emulator, gateway, shutdown, handle: Some(handle), dir }
+        let cert = reqwest::Certificate::from_pem(&std::fs::read(fixture("tls-ca.pem")).unwrap()).unwrap();
+        let http = reqwest::Client::builder().add_root_certificate(cert).build().unwrap();
+        Self { backend, base_url, http, token, emulator, gateway, shutdown, handle: Some(handle), dir, pg_database }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -153,6 +214,9 @@ impl Drop for TestApp {
             handle.abort();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(name) = self.pg_database.take() {
+            drop_pg_database(name);
+        }
     }
 }
 
@@ -165,6 +229,11 @@ pub fn applied_history(status: &Value) -> Vec<String> {
         .filter(|e| e["applied"].as_bool() == Some(true))
         .map(|e| e["status"].as_str().unwrap().to_owned())
         .collect()
+}
+
+/// Path of a file in `tests/fixtures`.
+pub fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
 pub fn text_message(to: &str) -> Value {

@@ -1,0 +1,93 @@
+//! Rate limits: per client IP on the webhooks, per token subject on the API (with its own limit
+//! for `POST /send`), GCRA with a burst allowance, shared across instances through the
+//! [`SharedState`](crate::shared::SharedState) (Redis in production). Answers carry `RateLimit-*`
+//! headers; a refusal is a 429 problem with `Retry-After`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use crate::error::ApiError;
+use crate::shared::{RateDecision, RateLimit};
+
+fn per_minute(per_min: u32, burst: u32) -> RateLimit {
+    RateLimit { per_period: per_min, period: Duration::from_secs(60), burst }
+}
+
+/// Which bucket a request counts against, and its limit.
+fn bucket(state: &AppState, request: &Request) -> Option<(String, RateLimit)> {
+    let path = request.uri().path();
+    let limits = &state.rate_limits;
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let ip = || state.transport.client_ip(request.headers(), peer).map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    if path.starts_with(crate::webhooks::STATUS_PATH) || path.starts_with(crate::webhooks::INBOUND_PATH) {
+        return Some((format!("webhook:ip:{}", ip()), per_minute(limits.webhook_per_min, limits.burst)));
+    }
+    if !path.starts_with("/api/") {
+        return None;
+    }
+    let (endpoint, per_min) = if path == "/api/v1/whatsapp/send" { ("send", limits.send_per_min) } else { ("api", limits.api_per_min) };
+    // Verified subjects get their own bucket; anything else is counted against its IP, so bad
+    // tokens cannot be used to exhaust someone else's quota or to guess tokens at full speed.
+    let subject = bearer(request.headers()).and_then(|token| state.jwt.verify(token).ok()).map(|claims| claims.sub);
+    let key = match subject {
+        Some(sub) => format!("{endpoint}:sub:{sub}"),
+        None => format!("{endpoint}:ip:{}", ip()),
+    };
+    Some((key, per_minute(per_min, limits.burst)))
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers.get(AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+}
+
+fn set_headers(headers: &mut HeaderMap, limit: &RateLimit, decision: &RateDecision) {
+    let secs = |d: Duration| d.as_millis().div_ceil(1000).to_string();
+    let pairs = [
+        ("ratelimit-limit", limit.per_period.to_string()),
+        ("ratelimit-remaining", decision.remaining.to_string()),
+        ("ratelimit-reset", secs(decision.reset_after)),
+        ("ratelimit-policy", format!("{};w={};burst={}", limit.per_period, limit.period.as_secs(), limit.burst)),
+    ];
+    for (name, value) in pairs {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    if !decision.allowed
+        && let Ok(value) = HeaderValue::from_str(&secs(decision.retry_after.max(Duration::from_secs(1))))
+    {
+        headers.insert("retry-after", value);
+    }
+}
+
+/// Counts the request and refuses it with 429 when its bucket is empty.
+pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some((key, limit)) = bucket(&state, &request) else { return next.run(request).await };
+    let decision = match state.shared.rate_limit(&key, limit).await {
+        Ok(decision) => decision,
+        Err(e) => {
+            // Failing open: an outage of the shared store must not take the API down with it.
+            tracing::warn!(error = %e, "rate limiter unavailable; request let through");
+            return next.run(request).await;
+        }
+    };
+    if !decision.allowed {
+        metrics::counter!("gateway_rate_limited_total", "bucket" => key.split(':').next().unwrap_or("other").to_owned()).increment(1);
+        let retry = decision.retry_after.as_millis().div_ceil(1000).max(1);
+        let mut response =
+            ApiError::TooManyRequests(format!("rate limit of {} requests per minute exceeded; retry in {retry} s", limit.per_period))
+                .into_response();
+        set_headers(response.headers_mut(), &limit, &decision);
+        return response;
+    }
+    let mut response = next.run(request).await;
+    set_headers(response.headers_mut(), &limit, &decision);
+    response
+}

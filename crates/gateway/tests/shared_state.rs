@@ -1,0 +1,154 @@
+//! The same behaviours checked against `MemoryState` and `RedisState` (a real Redis at `REDIS_URL`,
+//! default `redis://127.0.0.1:6379`, under a random prefix whose keys are deleted afterwards).
+
+use std::future::Future;
+use std::time::Duration;
+
+use whatsapp_gateway::shared::{IdempotencyState, MemoryState, RateLimit, RedisState, SharedState};
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn random_key(name: &str) -> String {
+    format!("{name}-{}", uuid::Uuid::new_v4().simple())
+}
+
+async fn bounded(body: impl Future<Output = ()>) {
+    tokio::time::timeout(Duration::from_secs(30), body).await.expect("test took over 30 s");
+}
+
+/// Runs `body` against a `RedisState` under a fresh prefix, then deletes that prefix's keys.
+async fn with_redis<F, Fut>(body: F)
+where
+    F: FnOnce(RedisState) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let prefix = random_key("test");
+    let state = RedisState::connect(&redis_url(), &prefix).await.expect("connect to Redis");
+    bounded(body(state)).await;
+    let mut conn = redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("wg:{prefix}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+}
+
+async fn remember_once_is_true_once_per_ttl(state: impl SharedState) {
+    let (key, other) = (random_key("sid"), random_key("sid"));
+    let ttl = Duration::from_millis(300);
+    assert!(state.remember_once(&key, ttl).await.unwrap());
+    assert!(!state.remember_once(&key, ttl).await.unwrap());
+    assert!(state.remember_once(&other, ttl).await.unwrap(), "keys are independent");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(state.remember_once(&key, ttl).await.unwrap(), "forgotten after the ttl");
+    assert!(!state.remember_once(&key, ttl).await.unwrap());
+}
+
+async fn idempotency_records_go_new_in_flight_completed(state: impl SharedState) {
+    let key = random_key("idem");
+    let ttl = Duration::from_secs(30);
+    assert_eq!(state.idempotency_begin(&key, "fp-1", ttl).await.unwrap(), IdempotencyState::New);
+    assert_eq!(state.idempotency_begin(&key, "fp-1", ttl).await.unwrap(), IdempotencyState::InFlight);
+    assert_eq!(state.idempotency_begin(&key, "fp-2", ttl).await.unwrap(), IdempotencyState::InFlight);
+
+    let body = b"{\"id\":1}\x00\xff".to_vec();
+    state.idempotency_complete(&key, "fp-1", 202, &body, ttl).await.unwrap();
+    let stored = IdempotencyState::Completed { fingerprint: "fp-1".to_owned(), status: 202, body };
+    assert_eq!(state.idempotency_begin(&key, "fp-2", ttl).await.unwrap(), stored, "the stored answer, with its fingerprint");
+    state.idempotency_abandon(&key).await.unwrap();
+    assert_eq!(state.idempotency_begin(&key, "fp-1", ttl).await.unwrap(), stored, "abandon keeps a completed record");
+}
+
+async fn abandoned_or_expired_in_flight_keys_can_be_taken_again(state: impl SharedState) {
+    let key = random_key("idem");
+    assert_eq!(state.idempotency_begin(&key, "fp", Duration::from_secs(30)).await.unwrap(), IdempotencyState::New);
+    state.idempotency_abandon(&key).await.unwrap();
+    assert_eq!(state.idempotency_begin(&key, "fp", Duration::from_millis(300)).await.unwrap(), IdempotencyState::New);
+    assert_eq!(state.idempotency_begin(&key, "fp", Duration::from_millis(300)).await.unwrap(), IdempotencyState::InFlight);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(state.idempotency_begin(&key, "fp", Duration::from_secs(30)).await.unwrap(), IdempotencyState::New, "marker expired");
+    state.idempotency_abandon(&random_key("never-seen")).await.unwrap();
+}
+
+/// 5 per second, burst 3: one request every 200 ms after the first three.
+const LIMIT: RateLimit = RateLimit { per_period: 5, period: Duration::from_secs(1), burst: 3 };
+
+async fn rate_limit_allows_a_burst_then_refuses_until_it_refills(state: impl SharedState) {
+    let key = random_key("rate");
+    let mut remaining = Vec::new();
+    for _ in 0..3 {
+        let d = state.rate_limit(&key, LIMIT).await.unwrap();
+        assert!(d.allowed, "{d:?}");
+        assert_eq!(d.retry_after, Duration::ZERO);
+        remaining.push(d.remaining);
+    }
+    assert_eq!(remaining, [2, 1, 0]);
+
+    let refused = state.rate_limit(&key, LIMIT).await.unwrap();
+    assert!(!refused.allowed, "{refused:?}");
+    assert_eq!(refused.remaining, 0);
+    assert!(refused.retry_after > Duration::from_millis(100) && refused.retry_after <= Duration::from_millis(200), "{refused:?}");
+    assert!(refused.reset_after > Duration::from_millis(500) && refused.reset_after <= Duration::from_millis(600), "{refused:?}");
+    assert!(state.rate_limit(&random_key("rate"), LIMIT).await.unwrap().allowed, "keys are independent");
+
+    tokio::time::sleep(refused.retry_after + Duration::from_millis(20)).await;
+    let one_more = state.rate_limit(&key, LIMIT).await.unwrap();
+    assert!(one_more.allowed, "{one_more:?}");
+    assert_eq!(one_more.remaining, 0);
+    assert!(!state.rate_limit(&key, LIMIT).await.unwrap().allowed);
+
+    tokio::time::sleep(LIMIT.period).await;
+    let refilled = state.rate_limit(&key, LIMIT).await.unwrap();
+    assert!(refilled.allowed && refilled.remaining == 2, "full burst again after the period: {refilled:?}");
+}
+
+async fn ping_answers(state: impl SharedState) {
+    state.ping().await.unwrap();
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test]
+            async fn $name() {
+                super::bounded(super::$name(super::MemoryState::new())).await;
+            })*
+        }
+        mod redis_backend {
+            $(#[tokio::test]
+            async fn $name() {
+                super::with_redis(super::$name).await;
+            })*
+        }
+    };
+}
+
+both_backends!(
+    remember_once_is_true_once_per_ttl,
+    idempotency_records_go_new_in_flight_completed,
+    abandoned_or_expired_in_flight_keys_can_be_taken_again,
+    rate_limit_allows_a_burst_then_refuses_until_it_refills,
+    ping_answers,
+);
+
+#[tokio::test]
+async fn redis_state_rejects_a_prefix_with_pattern_characters() {
+    let err = RedisState::connect(&redis_url(), "a*b").await.unwrap_err();
+    assert!(err.to_string().contains("prefix"), "{err}");
+}
