@@ -34,6 +34,9 @@ async fn main() -> anyhow::Result<()> {
     vars.insert("WORKER_CONCURRENCY".into(), env_or("WORKER_CONCURRENCY", 8).to_string());
     vars.insert("SENDER_RATE_PER_SEC".into(), "100000".into());
     vars.insert("WORKER_POLL_MS".into(), "20".into());
+    // One client and one emulator address: lift the per-token and per-IP limits.
+    vars.insert("RATE_LIMIT_API_PER_MIN".into(), "100000000".into());
+    vars.insert("RATE_LIMIT_WEBHOOK_PER_MIN".into(), "100000000".into());
     let config = Config::from_vars(&vars)?;
     let emulator = EmulatorConfig {
         delays: LifecycleDelays {

@@ -353,3 +353,71 @@ pub fn development_jwt_secret(dir: &Path) -> Result<SecretString, ConfigError> {
         .map_err(|e| invalid("JWT_SECRET", format!("unset, and the development secret {} cannot be written: {e}", path.display())))?;
     Ok(SecretString::from(generated))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use secrecy::ExposeSecret;
+
+    use super::Config;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn secrets_can_come_from_files_and_never_show_in_debug() {
+        let dir = std::env::temp_dir().join(format!("wg-config-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |name: &str, value: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, format!("{value}\n")).unwrap();
+            path.display().to_string()
+        };
+        let config = Config::from_vars(&vars(&[
+            ("TWILIO_ACCOUNT_SID", "AC0123456789abcdef0123456789abcdef"),
+            ("TWILIO_AUTH_TOKEN_FILE", &file("token", "tok-from-file-123")),
+            ("TWILIO_SECONDARY_AUTH_TOKEN_FILE", &file("token2", "second-from-file-456")),
+            ("TWILIO_WHATSAPP_FROM", "whatsapp:+14155238886"),
+            ("JWT_SECRET_FILE", &file("jwt", "jwt-secret-from-file-789")),
+            ("DATABASE_URL_FILE", &file("db", "postgres://app:db-password-000@db/gw")),
+            ("REDIS_URL_FILE", &file("redis", "rediss://:redis-password-111@cache:6380")),
+        ]))
+        .unwrap();
+        let twilio = config.twilio.as_ref().unwrap();
+        assert_eq!(twilio.auth_token.expose_secret(), "tok-from-file-123");
+        assert_eq!(twilio.secondary_auth_token.as_ref().unwrap().expose_secret(), "second-from-file-456");
+        assert_eq!(config.jwt_secret.expose_secret(), "jwt-secret-from-file-789");
+        let debug = format!("{config:?}");
+        for secret in ["tok-from-file-123", "second-from-file-456", "jwt-secret-from-file-789", "db-password-000", "redis-password-111"] {
+            assert!(!debug.contains(secret), "{secret} leaked into Debug");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let cases = [
+            (vec![("JWT_SECRET", "short")], "JWT_SECRET"),
+            (vec![("JWT_SECRET", "long-enough-secret-123"), ("BIND_ADDR", "nowhere")], "BIND_ADDR"),
+            (vec![("JWT_SECRET", "long-enough-secret-123"), ("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
+            (vec![("JWT_SECRET", "long-enough-secret-123"), ("TWILIO_ACCOUNT_SID", "AC1")], "TWILIO_AUTH_TOKEN"),
+            (
+                vec![("JWT_SECRET", "long-enough-secret-123"), ("TWILIO_ACCOUNT_SID", "AC1"), ("TWILIO_AUTH_TOKEN", "t")],
+                "TWILIO_ACCOUNT_SID",
+            ),
+            (vec![("JWT_SECRET", "long-enough-secret-123"), ("WORKER_CONCURRENCY", "0")], "WORKER_CONCURRENCY"),
+            (vec![("JWT_SECRET", "long-enough-secret-123"), ("WORKER_LEASE_MS", "1000")], "WORKER_LEASE_MS"),
+            (vec![("JWT_SECRET", "long-enough-secret-123"), ("REDIS_URL", "http://x")], "REDIS_URL"),
+            (vec![("JWT_SECRET", "long-enough-secret-123"), ("TLS_CERT_FILE", "/nonexistent")], "TLS_KEY_FILE"),
+            (vec![("JWT_SECRET", "long-enough-secret-123"), ("PUBLIC_BASE_URL", "ftp://x")], "PUBLIC_BASE_URL"),
+            (vec![("JWT_SECRET", "long-enough-secret-123"), ("TWILIO_WHATSAPP_FROM", "+1")], "TWILIO_WHATSAPP_FROM"),
+        ];
+        for (pairs, variable) in cases {
+            let error = Config::from_vars(&vars(&pairs)).unwrap_err();
+            assert_eq!(error.variable, variable, "{pairs:?}: {error}");
+            assert!(error.to_string().starts_with(&format!("invalid configuration: {variable}: ")));
+        }
+    }
+}

@@ -53,6 +53,7 @@ pub async fn run(target: DemoTarget) -> anyhow::Result<()> {
         send_at: None,
         reference: Some("order-1042".into()),
         metadata: None,
+        idempotency_key: None,
     };
     target.gateway.send(message, SendMode::Queue).await?;
     println!("== demo: message {id} queued; following its status history:");

@@ -12,11 +12,13 @@ use serde::Serialize;
 use crate::store::StoreError;
 
 /// One problem with one field of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// The field, as a path (`to`, `media_urls[3]`, `metadata`).
+    #[schema(example = "to")]
     pub field: String,
     /// What is wrong with it.
+    #[schema(example = "is not a valid phone number: \"+1415555\"")]
     pub reason: String,
 }
 
@@ -74,6 +76,36 @@ struct Problem<'a> {
     detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<&'a [FieldError]>,
+}
+
+/// The shape of every error answer, for the OpenAPI document: an RFC 9457 problem detail, served as
+/// `application/problem+json`. It mirrors what [`ApiError`]'s response serialises.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(description = "An RFC 9457 problem detail (`application/problem+json`): every error answer has this shape.")]
+#[schema(example = json!({
+    "type": "https://whatsapp-gateway.dev/problems/validation",
+    "title": "Invalid request",
+    "status": 422,
+    "detail": "`to` is not a valid phone number: \"+1415555\"",
+    "errors": [{"field": "to", "reason": "is not a valid phone number: \"+1415555\""}]
+}))]
+pub struct ProblemDetails {
+    /// A URI naming the kind of problem: `https://whatsapp-gateway.dev/problems/{slug}`, with slug one
+    /// of `validation`, `bad-request`, `unauthorized`, `invalid-signature`, `not-found`,
+    /// `payload-too-large`, `unsupported-media-type`, `conflict`, `rate-limited`, `unavailable`,
+    /// `internal`.
+    #[serde(rename = "type")]
+    #[schema(format = "uri")]
+    pub kind: String,
+    /// A short, fixed summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong with this request (for a validation problem, every field problem joined).
+    pub detail: String,
+    /// Every invalid field (validation problems only, 422).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
 }
 
 impl ApiError {

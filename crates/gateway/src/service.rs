@@ -102,14 +102,22 @@ impl Gateway {
     /// Stores `message` and queues it, or sends it now in [`SendMode::Immediate`].
     pub async fn send(&self, message: NewOutboundMessage, mode: SendMode) -> anyhow::Result<MessageRecord> {
         let now = now_ms();
-        let stored = self.inner.store.insert_outbound(&message, self.inner.sender.from(), now).await?;
+        let (stored, created) = self.inner.store.insert_outbound(&message, self.inner.sender.from(), now).await?;
+        if !created {
+            tracing::info!(message_id = %stored.id, "idempotency key already used: returning the earlier message");
+            return Ok(stored);
+        }
         let due = stored.next_attempt_at.unwrap_or(now);
         // In immediate mode the job is only a safety net in case this process dies mid-send.
         let run_at = match mode {
             SendMode::Queue => due,
             SendMode::Immediate => now + self.inner.sender.config().lease.as_millis() as i64,
         };
-        self.inner.queue.enqueue(Job { message_id: stored.id, priority: stored.priority, run_at }).await?;
+        if let Err(e) = self.inner.queue.enqueue(Job { message_id: stored.id, priority: stored.priority, run_at }).await {
+            // The message is stored, so it is accepted: the sweeper queues it from the database.
+            tracing::warn!(message_id = %stored.id, error = %e, "queue unavailable; the sweeper will queue the stored message");
+            metrics::counter!("gateway_enqueue_failures_total").increment(1);
+        }
         metrics::counter!("gateway_messages_created_total", "mode" => if mode == SendMode::Queue { "queue" } else { "immediate" })
             .increment(1);
         if mode == SendMode::Immediate && due <= now {

@@ -118,7 +118,8 @@ fn start_emulator() -> anyhow::Result<(Proc, String)> {
 }
 
 fn start_gateway(command: &str, port: u16, env: &HashMap<String, String>) -> anyhow::Result<Proc> {
-    let log = std::fs::File::create(format!("{}/wg-fault-{command}-{port}.log", std::env::temp_dir().display()))?;
+    let path = format!("{}/wg-fault-{command}-{port}-{}.log", std::env::temp_dir().display(), uuid::Uuid::new_v4().simple());
+    let log = std::fs::File::create(&path)?;
     let child =
         Command::new(BIN).arg(command).envs(env).env("BIND_ADDR", format!("127.0.0.1:{port}")).stdout(Stdio::null()).stderr(log).spawn()?;
     Ok(Proc { name: format!("{command}:{port}"), child })
@@ -171,6 +172,9 @@ async fn run(messages: usize, database: &str) -> anyhow::Result<()> {
         ("SWEEPER_INTERVAL_MS", "1000".into()),
         ("SENDER_RATE_PER_SEC", "10000".into()),
         ("RATE_LIMIT_API_PER_MIN", "1000000".into()),
+        // Every callback comes from the one emulator address: lift the per-IP webhook limit,
+        // as a deployment must above its peak callback rate (about 3 per message).
+        ("RATE_LIMIT_WEBHOOK_PER_MIN", "1000000".into()),
         ("JWT_SECRET", SECRET.into()),
         ("RUST_LOG", "warn".into()),
     ]
@@ -192,6 +196,26 @@ async fn run(messages: usize, database: &str) -> anyhow::Result<()> {
     let token = Arc::new(whatsapp_gateway::http::mint_token(&SECRET.to_owned().into(), "fault-test", 3600)?);
     println!("3 gateway processes up (serve :{}, serve :{}, worker :{}); sending {messages} messages", ports[0], ports[1], ports[2]);
 
+    // Readiness of one API process, watched through the faults: it must fail while a backend is
+    // down and recover by itself.
+    let readiness = Arc::new(std::sync::Mutex::new(Vec::<(Duration, u16)>::new()));
+    let watcher = {
+        let (http, readiness) = (http.clone(), readiness.clone());
+        let url = format!("http://127.0.0.1:{}/readyz", ports[1]);
+        let start = Instant::now();
+        tokio::spawn(async move {
+            loop {
+                let code = http.get(&url).timeout(Duration::from_secs(2)).send().await.map_or(0, |r| r.status().as_u16());
+                {
+                    let mut seen = readiness.lock().unwrap();
+                    if seen.last().is_none_or(|(_, last)| *last != code) {
+                        seen.push((start.elapsed(), code));
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
     let sent = Arc::new(AtomicUsize::new(0));
     let client_retries = Arc::new(AtomicUsize::new(0));
     let send_start = Instant::now();
@@ -283,6 +307,8 @@ async fn run(messages: usize, database: &str) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let total = send_start.elapsed();
+    watcher.abort();
+    let readiness = readiness.lock().unwrap().clone();
     let counters: Value = http.get(format!("{emulator_url}/_emulator/counters")).send().await?.json().await?;
     let per_recipient = counters["created_by_recipient"].as_object().cloned().unwrap_or_default();
     let rows: Vec<(String, i64)> =
@@ -310,6 +336,10 @@ async fn run(messages: usize, database: &str) -> anyhow::Result<()> {
         rows.len()
     );
     println!("duplicate messages in DB  {duplicate_messages}");
+    println!(
+        "/readyz transitions       {}",
+        readiness.iter().map(|(t, c)| format!("{c}@{:.1}s", t.as_secs_f64())).collect::<Vec<_>>().join(" → ")
+    );
     println!("send attempts             {retried} retried/unknown/lost, {reconciled} reconciled with Twilio");
     println!(
         "status callbacks          {} attempted, {} answered 2xx, {} non-2xx, {} unanswered; delivered by status {}",
@@ -328,6 +358,8 @@ async fn run(messages: usize, database: &str) -> anyhow::Result<()> {
         counters["messages_created"]
     );
     ensure!(read == messages, "only {read} of {messages} messages reached read: a status callback was lost");
+    ensure!(readiness.iter().any(|(_, c)| *c == 503), "/readyz never reported a backend down: {readiness:?}");
+    ensure!(readiness.last().is_some_and(|(_, c)| *c == 200), "/readyz did not recover: {readiness:?}");
     println!("fault test: 1 passed, 0 failed");
     Ok(())
 }

@@ -109,3 +109,28 @@ async fn webhook_rate_limit_is_per_ip_and_applies_before_the_signature_check() {
     assert!(limited.headers().contains_key("retry-after"));
     assert_eq!(post("198.51.100.2").await.unwrap().status(), 403, "another client IP (as the trusted proxy saw it) is not limited");
 }
+
+#[tokio::test]
+async fn the_database_still_guards_a_key_whose_shared_record_was_lost() {
+    use whatsapp_gateway::domain::{Content, MessageId, NewOutboundMessage, PhoneNumber, Priority};
+    use whatsapp_gateway::service::SendMode;
+
+    let app = TestApp::spawn().await;
+    let first = send_with_key(&app, &app.token, "Idempotency-Key", "lost-record", &json!({"to": "+14155550162", "body": "x"})).await;
+    let first: Value = first.json().await.unwrap();
+    // As if Redis had lost the record: the same scoped key reaches the store again.
+    let again = NewOutboundMessage {
+        id: MessageId::new(),
+        to: PhoneNumber::parse("+14155550162").unwrap(),
+        content: Content::FreeForm { body: Some("x".into()), media_urls: vec![] },
+        priority: Priority::DEFAULT,
+        send_at: None,
+        reference: None,
+        metadata: None,
+        idempotency_key: Some("test-suite:lost-record".into()),
+    };
+    let stored = app.gateway.send(again, SendMode::Queue).await.unwrap();
+    assert_eq!(stored.id.to_string(), first["id"].as_str().unwrap(), "the earlier message is returned, no second one stored");
+    let (_, list) = app.get_json("/api/v1/whatsapp/messages?phone=%2B14155550162").await;
+    assert_eq!(list["messages"].as_array().unwrap().len(), 1);
+}

@@ -178,6 +178,7 @@ async fn callback_for_an_unknown_sid_is_kept_until_the_sid_is_recorded() {
         send_at: Some(now_ms() + 3_600_000),
         reference: None,
         metadata: None,
+        idempotency_key: None,
     };
     store.insert_outbound(&message, &PhoneNumber::parse("+14155238886").unwrap(), now_ms()).await.unwrap();
     let claim = store.claim_message(id, "test-worker", now_ms() + 3_600_001, now_ms() + 3_700_000).await.unwrap();
@@ -193,4 +194,36 @@ async fn callback_for_an_unknown_sid_is_kept_until_the_sid_is_recorded() {
     assert_eq!(again.status(), 200);
     assert_eq!(app.metrics("").await["totals"]["delivered"], 1, "the replayed callback is not counted twice");
     let _ = json!({});
+}
+
+#[tokio::test]
+async fn a_replayed_callback_is_acknowledged_and_not_applied_again() {
+    let app = TestApp::spawn().await;
+    app.open_window("+14155550145");
+    let id = app.send_ok(text_message("+14155550145")).await;
+    let done = app.wait_for_status(&id, "read").await;
+    let sid = done["message_sid"].as_str().unwrap().to_owned();
+    let logged = done["history"].as_array().unwrap().len();
+
+    // An attacker (or Twilio retrying) replays a captured, validly signed callback.
+    let params = status_params(&sid, "delivered");
+    let signature = sign(&app, "/api/v1/whatsapp/status", &params);
+    for token in ["b9f3a2c4-0000-4000-8000-000000000001", "b9f3a2c4-0000-4000-8000-000000000001"] {
+        let response = app
+            .http
+            .post(app.url("/api/v1/whatsapp/status"))
+            .header("X-Twilio-Signature", &signature)
+            .header("I-Twilio-Idempotency-Token", token)
+            .form(&params)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let after = app.delivery_status(&id).await;
+    assert_eq!(after["status"], "read");
+    assert_eq!(after["history"].as_array().unwrap().len(), logged + 1, "the second copy (same token) is not even logged");
+    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("result=\"replayed\""), "{metrics}");
+    assert_eq!(app.metrics("").await["totals"]["delivered"], 1, "counted once");
 }

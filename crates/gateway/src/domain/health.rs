@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// How well messages to one phone number are doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PhoneHealth {
     /// Few or no failures.

@@ -6,7 +6,7 @@ use super::{MessageId, PhoneNumber, Priority};
 use crate::domain::status::UnixMillis;
 
 /// Whether a message was sent by us or received from a user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// Sent by the gateway.
@@ -75,4 +75,6 @@ pub struct NewOutboundMessage {
     pub reference: Option<String>,
     /// Free application metadata, a JSON object.
     pub metadata: Option<serde_json::Value>,
+    /// The caller's idempotency key, scoped by caller: at most one message per key.
+    pub idempotency_key: Option<String>,
 }

@@ -20,8 +20,11 @@ use serde::{Deserialize, Serialize};
 pub type UnixMillis = i64;
 
 /// Every status a message can have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(description = "A message's status. Outbound: `pending` (stored, waiting for a worker), `retrying` (an attempt failed; \
+    waiting for the next), `queued` (Twilio accepted it), `sending`, `sent` (WhatsApp accepted it), `delivered`, `read`, \
+    `undelivered` and `failed` (both terminal). Inbound: `received`. A status never moves backwards.")]
 pub enum MessageStatus {
     /// Stored and waiting for a worker (outbound).
     Pending,

@@ -24,39 +24,80 @@ pub fn parse_rfc3339(field: &str, value: &str) -> Result<UnixMillis, FieldError>
         .map_err(|_| FieldError::new(field, format!("must be an RFC 3339 time such as 2026-01-31T09:30:00Z, got {value:?}")))
 }
 
-/// `POST /api/v1/whatsapp/send`.
-#[derive(Debug, Deserialize)]
+/// `POST /api/v1/whatsapp/send`: one message, either free-form (`body` and/or `media_urls`) or a
+/// template (`content_sid`, optionally with `content_variables`). Unknown fields are refused.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"to": "whatsapp:+14155550123", "body": "Your order is on its way", "reference": "order-42"}))]
 pub struct SendMessageRequest {
     /// Recipient, E.164, with or without `whatsapp:`.
+    #[schema(example = "whatsapp:+14155550123")]
     pub to: String,
-    /// Free-form text.
+    /// Free-form text (at most 1600 characters, not blank, no control characters other than newline,
+    /// carriage return and tab). Required unless `media_urls` or `content_sid` is given; free-form
+    /// content is only delivered within 24 hours of the user's last message.
     #[serde(default)]
+    #[schema(max_length = 1600, example = "Your order is on its way")]
     pub body: Option<String>,
-    /// Media URLs.
+    /// Media URLs: absolute http(s) URLs of at most 2048 characters, at most 10 of them.
     #[serde(default)]
+    #[schema(max_items = 10)]
     pub media_urls: Option<Vec<String>>,
-    /// Content Template SID (`HX…`).
+    /// Content Template SID (`HX` followed by 32 hex digits); cannot be combined with `body` or
+    /// `media_urls`. A template may be sent at any time.
     #[serde(default)]
+    #[schema(pattern = "^HX[0-9a-fA-F]{32}$")]
     pub content_sid: Option<String>,
-    /// Template variables: an object, or a JSON object as text.
+    /// Template variables: a JSON object such as `{"1": "Ada"}`, or that object as a string.
+    /// Requires `content_sid`.
     #[serde(default)]
+    #[schema(value_type = Option<Value>, example = json!({"1": "Ada"}))]
     pub content_variables: Option<serde_json::Value>,
-    /// 1 (highest) … 10; default 5.
+    /// Queue priority: 1 (highest) … 10; default 5.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 10, default = 5)]
     pub priority: Option<i64>,
-    /// RFC 3339 time before which the message is not sent.
+    /// RFC 3339 time before which the message is not sent (at most a year ahead).
     #[serde(default)]
+    #[schema(format = DateTime, example = "2026-01-31T09:30:00Z")]
     pub send_at: Option<String>,
-    /// The application's own id.
+    /// The application's own id (1 to 255 characters without control characters), e.g. an order or
+    /// user id; the list endpoint filters on it.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 255, example = "order-42")]
     pub reference: Option<String>,
-    /// Free JSON object kept with the message.
+    /// Free JSON object kept with the message (at most 16 KiB).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
-    /// `queue` (default) or `immediate`.
+    /// `queue` (default: stored and queued, answered 202) or `immediate` (sent to Twilio within the
+    /// call, answered 201).
     #[serde(default)]
+    #[schema(value_type = Option<SendModeName>)]
     pub mode: Option<String>,
+}
+
+/// The values of [`SendMessageRequest::mode`], for the OpenAPI document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = SendMode, description = "How to send: `queue` (the default) stores and queues the message and answers 202; \
+    `immediate` sends it to Twilio within the call and answers 201.")]
+pub enum SendModeName {
+    /// Store and queue the message; the call answers 202.
+    Queue,
+    /// Send it to Twilio within the call; the call answers 201.
+    Immediate,
+}
+
+/// The values of the `granularity` of delivery metrics, for the OpenAPI document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = Granularity, description = "Bucket size of delivery metrics: `hour` (the default) or `day`.")]
+pub enum GranularityName {
+    /// One bucket per hour (the default).
+    Hour,
+    /// One bucket per day.
+    Day,
 }
 
 fn has_control_chars(text: &str) -> bool {
@@ -184,6 +225,7 @@ impl SendMessageRequest {
                     send_at,
                     reference: self.reference,
                     metadata: self.metadata,
+                    idempotency_key: None,
                 },
                 mode,
             )),
@@ -192,31 +234,68 @@ impl SendMessageRequest {
     }
 }
 
-/// A message as the API shows it.
-#[derive(Debug, Serialize)]
+/// A message as the API shows it. Every field is always present (`null` when unknown); times are
+/// RFC 3339 UTC.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MessageResource {
+    /// The gateway's id for the message (a UUIDv7).
     id: MessageId,
+    /// Twilio's message SID (`SM…` / `MM…`), once Twilio has accepted the message.
+    #[schema(example = "SMd5cfa9e002d043c18defc777668b08c1")]
     message_sid: Option<String>,
+    /// Sent by the gateway, or received from a user.
     direction: Direction,
+    /// The sender, E.164.
+    #[schema(example = "+14155238886")]
     from: String,
+    /// The recipient, E.164.
+    #[schema(example = "+14155550123")]
     to: String,
+    /// The text, if any.
     body: Option<String>,
+    /// Media URLs (empty when none).
     media_urls: Vec<String>,
+    /// The Content Template SID, for a template message.
     content_sid: Option<String>,
+    /// The current status.
     status: MessageStatus,
+    /// Twilio's error code (e.g. 63016), if the message failed or went undelivered.
     error_code: Option<i64>,
+    /// A description of the error, if any.
     error_message: Option<String>,
+    /// Queue priority, 1 (highest) … 10.
+    #[schema(minimum = 1, maximum = 10)]
     priority: i64,
+    /// Send attempts made so far.
     attempts: i64,
+    /// The application's own id, as given when sending.
     reference: Option<String>,
+    /// The JSON object given when sending.
+    #[schema(value_type = Option<Object>)]
     metadata: Option<serde_json::Value>,
+    /// When the next send attempt is due (only while the message waits to be sent or retried).
+    #[schema(format = DateTime)]
     next_attempt_at: Option<String>,
+    /// When the gateway stored the message.
+    #[schema(format = DateTime)]
     created_at: String,
+    /// When Twilio accepted it.
+    #[schema(format = DateTime)]
     queued_at: Option<String>,
+    /// When WhatsApp accepted it.
+    #[schema(format = DateTime)]
     sent_at: Option<String>,
+    /// When it reached the recipient's phone.
+    #[schema(format = DateTime)]
     delivered_at: Option<String>,
+    /// When the recipient read it.
+    #[schema(format = DateTime)]
     read_at: Option<String>,
+    /// When it failed or went undelivered.
+    #[schema(format = DateTime)]
     failed_at: Option<String>,
+    /// When its status last changed.
+    #[schema(format = DateTime)]
     last_status_at: String,
 }
 
@@ -252,15 +331,25 @@ impl From<MessageRecord> for MessageResource {
     }
 }
 
-/// One entry of the status history.
-#[derive(Debug, Serialize)]
+/// One entry of the status history: every status report received, applied or not.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
+    /// The status before this report.
     previous_status: Option<MessageStatus>,
+    /// The status reported.
     status: MessageStatus,
+    /// Whether the report changed the message (a late or duplicate report does not).
     applied: bool,
+    /// Twilio's error code carried by the report, if any.
     error_code: Option<i64>,
+    /// Where the report came from: `worker` (Twilio's answer to a send), `callback` (a Twilio status
+    /// callback) or `reconcile` (Twilio asked after an answer was lost).
+    #[schema(example = "callback")]
     source: String,
+    /// Further detail, if any.
     detail: Option<String>,
+    /// When the report was received.
+    #[schema(format = DateTime)]
     at: String,
 }
 
@@ -279,15 +368,27 @@ impl From<StatusLogEntry> for HistoryEntry {
 }
 
 /// One send attempt.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AttemptResource {
+    /// The attempt's number, from 1.
     attempt: i64,
+    /// How it ended: `in_flight`, `accepted`, `retryable`, `unknown`, `permanent`, `reconciled` or
+    /// `lost`.
+    #[schema(example = "accepted")]
     outcome: String,
+    /// When it started.
+    #[schema(format = DateTime)]
     started_at: String,
+    /// When it ended.
+    #[schema(format = DateTime)]
     finished_at: Option<String>,
+    /// The HTTP status Twilio answered, if it answered.
     http_status: Option<i64>,
+    /// Twilio's error code, if any.
     error_code: Option<i64>,
+    /// The error, if any.
     error_message: Option<String>,
+    /// The SID Twilio gave the message, if it accepted it.
     message_sid: Option<String>,
 }
 
@@ -307,10 +408,13 @@ impl From<AttemptRecord> for AttemptResource {
 }
 
 /// `GET /delivery-status`: the message, its history and its attempts.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeliveryStatus {
+    /// Every field of the message resource, at the top level.
     #[serde(flatten)]
     pub(super) message: MessageResource,
+    /// Every status report, oldest first.
     pub(super) history: Vec<HistoryEntry>,
+    /// Every send attempt, oldest first.
     pub(super) send_attempts: Vec<AttemptResource>,
 }

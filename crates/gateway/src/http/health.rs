@@ -11,6 +11,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 
 use super::AppState;
+use super::openapi::{Liveness, Readiness};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(prometheus))
@@ -28,10 +29,32 @@ pub fn prometheus_handle() -> &'static PrometheusHandle {
     })
 }
 
+/// Liveness: the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    operation_id = "healthz",
+    responses((status = 200, description = "The process is alive.", body = Liveness)),
+)]
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// Readiness: the database, the queue and the shared state.
+///
+/// Ready when the database, the queue and the shared state are reachable and the process is not
+/// shutting down.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    operation_id = "readyz",
+    responses(
+        (status = 200, description = "Ready to serve.", body = Readiness),
+        (status = 503, description = "Not ready; the body says which dependency failed.", body = Readiness),
+    ),
+)]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     let database = state.gateway.store().ping().await.map_err(|e| e.to_string());
     let queue = state.gateway.queue().depth().await.map_err(|e| e.to_string());
@@ -49,6 +72,14 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::
     (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
 }
 
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "prometheus_metrics",
+    responses((status = 200, description = "Every `gateway_*` metric.", body = String, content_type = "text/plain")),
+)]
 async fn prometheus() -> String {
     prometheus_handle().render()
 }

@@ -33,6 +33,11 @@ pub enum Begin {
     Replay(Response),
 }
 
+/// The key as stored on the message row: scoped by caller.
+pub fn scoped(subject: &str, key: &str) -> String {
+    format!("{}:{key}", subject.replace(':', "%3A"))
+}
+
 /// Reads the key header, if any, and checks it.
 pub fn key_from(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key").or_else(|| headers.get("x-idempotency-key")) else { return Ok(None) };
@@ -46,9 +51,16 @@ pub fn key_from(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 /// Takes the key for `subject`, or finds the stored answer.
 pub async fn begin(state: &AppState, subject: &str, key: Option<String>, body: &[u8]) -> Result<Begin, ApiError> {
     let Some(key) = key else { return Ok(Begin::NoKey) };
-    let scoped = format!("idem:{}:{key}", subject.replace(':', "%3A"));
+    let scoped = format!("idem:{}", scoped(subject, &key));
     let fingerprint = twilio_signature::hex_sha256(body);
-    let found = state.shared.idempotency_begin(&scoped, &fingerprint, IN_FLIGHT).await.map_err(unavailable)?;
+    let found = match state.shared.idempotency_begin(&scoped, &fingerprint, IN_FLIGHT).await {
+        Ok(found) => found,
+        Err(e) => {
+            // The database's unique key still stops a second message for this key.
+            tracing::warn!(error = %e, "idempotency records unavailable; relying on the database's unique key");
+            return Ok(Begin::NoKey);
+        }
+    };
     match found {
         IdempotencyState::New => Ok(Begin::Run(Held { key: scoped, fingerprint })),
         IdempotencyState::InFlight => {
@@ -67,9 +79,12 @@ pub async fn begin(state: &AppState, subject: &str, key: Option<String>, body: &
     }
 }
 
-/// Stores the answer under the key.
-pub async fn complete(state: &AppState, held: Held, status: StatusCode, body: &[u8]) -> Result<(), ApiError> {
-    state.shared.idempotency_complete(&held.key, &held.fingerprint, status.as_u16(), body, KEEP).await.map_err(unavailable)
+/// Stores the answer under the key. A failure is only logged: the message is stored, and the
+/// database's unique key answers a retry with the same message.
+pub async fn complete(state: &AppState, held: Held, status: StatusCode, body: &[u8]) {
+    if let Err(e) = state.shared.idempotency_complete(&held.key, &held.fingerprint, status.as_u16(), body, KEEP).await {
+        tracing::warn!(error = %e, "could not store the idempotency record; the database still guards the key");
+    }
 }
 
 /// Releases the key after a failure, so that a retry can run.
@@ -77,8 +92,4 @@ pub async fn abandon(state: &AppState, held: Held) {
     if let Err(e) = state.shared.idempotency_abandon(&held.key).await {
         tracing::warn!(error = %e, "could not release an idempotency key; it expires by itself");
     }
-}
-
-fn unavailable(e: crate::shared::SharedError) -> ApiError {
-    ApiError::Unavailable(format!("idempotency records are unavailable: {e}"))
 }

@@ -11,7 +11,7 @@ use super::AppState;
 use super::auth::Claims;
 use super::dto::{DeliveryStatus, MessageResource, parse_rfc3339};
 use crate::domain::{Direction, MessageId, MessageSid, MessageStatus, PhoneNumber};
-use crate::error::{ApiError, FieldError};
+use crate::error::{ApiError, FieldError, ProblemDetails};
 use crate::store::{ListFilter, MessageRecord};
 
 pub(super) fn router() -> Router<AppState> {
@@ -25,18 +25,56 @@ fn parse_id(field: &str, value: &str) -> Result<MessageId, ApiError> {
     value.parse().map_err(|_| ApiError::field(field, format!("is not a message id (a UUID): {value:?}")))
 }
 
+/// Fetches one message.
+#[utoipa::path(
+    get,
+    path = "/api/v1/whatsapp/messages/{id}",
+    tag = "messages",
+    operation_id = "get_message",
+    security(("bearer" = [])),
+    params(("id" = MessageId, Path, description = "The message's id (a UUID).")),
+    responses(
+        (status = 200, description = "The message.", body = MessageResource),
+        (status = 401, description = "No valid bearer token.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No message with this id.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "`id` is not a UUID.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see `Retry-After`.", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 async fn get_message(State(state): State<AppState>, _claims: Claims, Path(id): Path<String>) -> Result<Json<MessageResource>, ApiError> {
     let id = parse_id("id", &id)?;
     let message = state.gateway.store().message(id).await?.ok_or_else(|| ApiError::NotFound(format!("no message with id {id}")))?;
     Ok(Json(message.into()))
 }
 
-#[derive(Debug, Deserialize)]
+/// Which message: `id` or `message_sid` (one is required; `id` wins when both are given).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StatusQuery {
+    /// The gateway's id for the message (a UUID).
+    #[param(value_type = Option<MessageId>)]
     id: Option<String>,
+    /// Twilio's message SID (`SM` or `MM` followed by 32 hex digits).
+    #[param(pattern = "^(SM|MM)[0-9a-fA-F]{32}$")]
     message_sid: Option<String>,
 }
 
+/// The message with its status timestamps, error code, full status history and send attempts.
+#[utoipa::path(
+    get,
+    path = "/api/v1/whatsapp/delivery-status",
+    tag = "messages",
+    operation_id = "delivery_status",
+    security(("bearer" = [])),
+    params(StatusQuery),
+    responses(
+        (status = 200, description = "The message, its history and its attempts.", body = DeliveryStatus),
+        (status = 401, description = "No valid bearer token.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such message.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Neither `id` nor `message_sid`, or one of them malformed.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see `Retry-After`.", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 async fn delivery_status(
     State(state): State<AppState>,
     _claims: Claims,
@@ -61,21 +99,39 @@ async fn delivery_status(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+/// Filters and paging of the message list (all optional).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only messages in this status.
+    #[param(value_type = Option<MessageStatus>)]
     status: Option<String>,
+    /// Only messages in this direction.
+    #[param(value_type = Option<Direction>)]
     direction: Option<String>,
+    /// Only messages to or from this number (E.164, `whatsapp:` optional).
     phone: Option<String>,
+    /// Only messages created at or after this RFC 3339 time.
+    #[param(format = DateTime)]
     from: Option<String>,
+    /// Only messages created before this RFC 3339 time.
+    #[param(format = DateTime)]
     to: Option<String>,
+    /// Only messages with this application reference.
     reference: Option<String>,
+    /// Page size, 1 … 500; default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// One page of messages, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct MessagePage {
+    /// The messages of this page.
     messages: Vec<MessageResource>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
     next_cursor: Option<String>,
 }
 
@@ -122,6 +178,21 @@ impl ListQuery {
     }
 }
 
+/// Lists messages, newest first, with filters and cursor pagination.
+#[utoipa::path(
+    get,
+    path = "/api/v1/whatsapp/messages",
+    tag = "messages",
+    operation_id = "list_messages",
+    security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page of messages.", body = MessagePage),
+        (status = 401, description = "No valid bearer token.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid filters; every bad parameter is named.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see `Retry-After`.", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 async fn list_messages(State(state): State<AppState>, _claims: Claims, Query(q): Query<ListQuery>) -> Result<Json<MessagePage>, ApiError> {
     let filter = q.into_filter()?;
     let mut page_filter = filter.clone();

@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::auth::Claims;
-use super::dto::{parse_rfc3339, rfc3339};
+use super::dto::{GranularityName, parse_rfc3339, rfc3339};
 use crate::domain::{PhoneHealth, PhoneNumber};
-use crate::error::{ApiError, FieldError};
+use crate::error::{ApiError, FieldError, ProblemDetails};
 use crate::store::{Granularity, MetricsBucket, now_ms};
 
 pub(super) fn router() -> Router<AppState> {
@@ -20,23 +20,38 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/v1/whatsapp/phones/{phone}/performance", get(phone_performance))
 }
 
-#[derive(Debug, Deserialize)]
+/// The time range, bucket size and recipient of a metrics report (all optional).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct MetricsQuery {
+    /// Start of the range, RFC 3339; default `to` minus 24 hours (hour buckets) or 30 days (day
+    /// buckets). At most 10,000 buckets.
+    #[param(format = DateTime)]
     from: Option<String>,
+    /// End of the range, RFC 3339; default now.
+    #[param(format = DateTime)]
     to: Option<String>,
+    /// Bucket size: `hour` (default) or `day`.
+    #[param(value_type = Option<GranularityName>)]
     granularity: Option<String>,
+    /// Only messages to this number (E.164, `whatsapp:` optional).
     to_phone: Option<String>,
 }
 
-/// Counts and rates of a set of buckets.
-#[derive(Debug, Serialize, PartialEq)]
+/// Counts and rates of a set of buckets. Rates are percentages (0 … 100, two decimals).
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
 struct Summary {
     /// Messages that left `pending` (accepted by Twilio, or failed before).
     total: i64,
+    /// Messages WhatsApp accepted.
     sent: i64,
+    /// Messages delivered (or read).
     delivered: i64,
+    /// Messages read.
     read: i64,
+    /// Messages that failed.
     failed: i64,
+    /// Messages WhatsApp could not deliver.
     undelivered: i64,
     /// Percent of `total` delivered (or read).
     delivery_rate: f64,
@@ -44,26 +59,45 @@ struct Summary {
     read_rate: f64,
     /// Percent of `total` failed or undelivered.
     failure_rate: f64,
+    /// Average time from Twilio's acceptance to the delivery receipt, in milliseconds.
     average_delivery_time_ms: Option<f64>,
+    /// Median delivery time in milliseconds (from a histogram, interpolated within a bucket).
     p50_delivery_time_ms: Option<f64>,
+    /// 95th percentile delivery time in milliseconds.
     p95_delivery_time_ms: Option<f64>,
+    /// Number of failed or undelivered messages per Twilio error code.
+    #[schema(example = json!({"63016": 2}))]
     error_breakdown: BTreeMap<String, i64>,
 }
 
-#[derive(Debug, Serialize)]
+/// One bucket: its start and the summary of the messages created in it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct BucketView {
+    /// Start of the bucket, RFC 3339.
+    #[schema(format = DateTime)]
     start: String,
+    /// The bucket's counts and rates, at the top level.
     #[serde(flatten)]
     summary: Summary,
 }
 
-#[derive(Debug, Serialize)]
+/// Delivery metrics over a time range: totals and one entry per bucket.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct MetricsReport {
+    /// Start of the range, RFC 3339.
+    #[schema(format = DateTime)]
     from: String,
+    /// End of the range, RFC 3339.
+    #[schema(format = DateTime)]
     to: String,
+    /// Bucket size.
+    #[schema(value_type = GranularityName)]
     granularity: &'static str,
+    /// The recipient the report is restricted to, E.164, if any.
     to_phone: Option<String>,
+    /// The whole range.
     totals: Summary,
+    /// Buckets that hold messages, oldest first.
     buckets: Vec<BucketView>,
 }
 
@@ -136,6 +170,21 @@ fn summarize<'a>(buckets: impl IntoIterator<Item = &'a MetricsBucket>) -> Summar
     s
 }
 
+/// Delivery metrics: totals, rates, delivery times and error codes, per hour or day bucket.
+#[utoipa::path(
+    get,
+    path = "/api/v1/whatsapp/delivery-metrics",
+    tag = "metrics",
+    operation_id = "delivery_metrics",
+    security(("bearer" = [])),
+    params(MetricsQuery),
+    responses(
+        (status = 200, description = "The metrics report.", body = MetricsReport),
+        (status = 401, description = "No valid bearer token.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid parameters; every bad parameter is named.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see `Retry-After`.", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 async fn delivery_metrics(
     State(state): State<AppState>,
     _claims: Claims,
@@ -184,27 +233,63 @@ async fn delivery_metrics(
     }))
 }
 
-#[derive(Debug, Serialize)]
+/// One recent failure of a message to a phone.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct PhoneErrorView {
+    /// The message's id.
+    #[schema(format = "uuid")]
     message_id: String,
+    /// Twilio's error code, if any.
     error_code: Option<i64>,
+    /// The error, if any.
     error_message: Option<String>,
+    /// When it failed, RFC 3339.
+    #[schema(format = DateTime)]
     at: String,
 }
 
-#[derive(Debug, Serialize)]
+/// How messages to one phone number are doing.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct PhonePerformanceView {
+    /// The phone number, E.164.
+    #[schema(example = "+14155550123")]
     phone: String,
+    /// Messages to it that left `pending` (accepted by Twilio, or failed before).
     total_messages: i64,
+    /// Messages delivered (or read).
     delivered: i64,
+    /// Messages read.
     read: i64,
+    /// Messages that failed or went undelivered.
     failed: i64,
+    /// Percent of `total_messages` delivered (0 … 100, two decimals).
     delivery_rate: f64,
+    /// `healthy`, `degraded` (over 10% failures) or `failing` (over 50%).
     health: PhoneHealth,
+    /// When the latest message to it was created, RFC 3339.
+    #[schema(format = DateTime)]
     last_message_at: Option<String>,
+    /// The last 5 errors, newest first.
+    #[schema(max_items = 5)]
     recent_errors: Vec<PhoneErrorView>,
 }
 
+/// Per-phone totals, delivery rate, health and the last 5 errors.
+#[utoipa::path(
+    get,
+    path = "/api/v1/whatsapp/phones/{phone}/performance",
+    tag = "metrics",
+    operation_id = "phone_performance",
+    security(("bearer" = [])),
+    params(("phone" = String, Path, description = "The phone number, E.164 (`+` may be percent-encoded as `%2B`; `whatsapp:` optional).", example = "+14155550123")),
+    responses(
+        (status = 200, description = "The phone's performance.", body = PhonePerformanceView),
+        (status = 401, description = "No valid bearer token.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No message has been sent to this number.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Not a valid phone number.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see `Retry-After`.", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 async fn phone_performance(
     State(state): State<AppState>,
     _claims: Claims,

@@ -8,6 +8,7 @@ mod health;
 mod idempotency;
 mod messages;
 mod metrics;
+mod openapi;
 mod rate_limit;
 mod send;
 pub mod transport;
@@ -59,7 +60,8 @@ pub fn router(state: AppState) -> Router {
         .merge(messages::router())
         .merge(metrics::router())
         .merge(webhooks::router())
-        .merge(health::router());
+        .merge(health::router())
+        .merge(openapi::router());
     with_layers(routes, state)
 }
 

@@ -146,13 +146,14 @@ pub struct ListFilter {
 }
 
 impl Store {
-    /// Stores a new outbound message as `pending` and logs its creation.
+    /// Stores a new outbound message as `pending` and logs its creation. With an idempotency key
+    /// already used, nothing is stored and the earlier message is returned with `false`.
     pub async fn insert_outbound(
         &self,
         msg: &NewOutboundMessage,
         from: &PhoneNumber,
         now: UnixMillis,
-    ) -> Result<MessageRecord, StoreError> {
+    ) -> Result<(MessageRecord, bool), StoreError> {
         let (body, media, content_sid, content_variables) = match &msg.content {
             Content::FreeForm { body, media_urls } => {
                 let media = (!media_urls.is_empty()).then(|| serde_json::to_string(media_urls).unwrap_or_default());
@@ -163,8 +164,9 @@ impl Store {
         let mut tx = self.begin().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO messages (id, direction, from_addr, to_addr, body, media_urls, content_sid, content_variables, \
-             status, priority, reference, metadata, next_attempt_at, created_at, last_status_at) \
-             VALUES ($1, 'outbound', $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10, $11, $12, $12) RETURNING {MESSAGE_COLUMNS}"
+             status, priority, reference, metadata, next_attempt_at, created_at, last_status_at, idempotency_key) \
+             VALUES ($1, 'outbound', $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10, $11, $12, $12, $13) \
+             ON CONFLICT (idempotency_key) DO NOTHING RETURNING {MESSAGE_COLUMNS}"
         )))
         .bind(msg.id.to_string())
         .bind(from.as_e164().to_owned())
@@ -178,11 +180,20 @@ impl Store {
         .bind(msg.metadata.as_ref().map(|m| m.to_string()))
         .bind(msg.send_at.unwrap_or(now).max(now))
         .bind(now)
-        .fetch_one(&mut *tx)
+        .bind(msg.idempotency_key.clone())
+        .fetch_optional(&mut *tx)
         .await?;
+        let Some(row) = row else {
+            let existing = sqlx::query(AssertSqlSafe(format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE idempotency_key = $1")))
+                .bind(msg.idempotency_key.clone())
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Ok((message_from_row(&existing)?, false));
+        };
         log_status(&mut tx, msg.id, None, MessageStatus::Pending, true, None, "api", None, now).await?;
         tx.commit().await?;
-        message_from_row(&row)
+        Ok((message_from_row(&row)?, true))
     }
 
     /// One message by id.

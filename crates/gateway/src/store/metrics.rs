@@ -18,6 +18,15 @@ const READ: i64 = 8;
 const FAILED: i64 = 16;
 const UNDELIVERED: i64 = 32;
 
+/// The all-phones rollup rows are split into this many shards (phone key `*0` … `*15`, chosen by
+/// message id) so that concurrent transitions do not all queue on one hot row; a query sums them.
+/// Per-recipient rows (phone key `+E164`) are naturally spread already.
+pub const ALL_PHONES_SHARDS: u128 = 16;
+
+fn all_phones_key(message: &MessageRecord) -> String {
+    format!("*{}", message.id.as_uuid().as_u128() % ALL_PHONES_SHARDS)
+}
+
 /// Upper bounds (ms) of the delivery-time histogram buckets; the last bucket is open-ended.
 pub const HISTOGRAM_BOUNDS_MS: [i64; 16] = [
     250,
@@ -111,7 +120,8 @@ pub(super) async fn record_counts(
     let newly_failed = newly & (FAILED | UNDELIVERED) != 0 && message.counted & (FAILED | UNDELIVERED) == 0;
     for granularity in [Granularity::Hour, Granularity::Day] {
         let bucket = granularity.bucket_start(message.created_at);
-        for phone in ["", message.to.as_str()] {
+        let all_phones = all_phones_key(message);
+        for phone in [all_phones.as_str(), message.to.as_str()] {
             sqlx::query(
                 "INSERT INTO delivery_metrics (granularity, bucket_start, phone, total, sent, delivered, read, failed, undelivered, \
                  delivery_time_sum_ms, delivery_time_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
@@ -258,7 +268,8 @@ pub struct PhoneErrorRecord {
 }
 
 impl Store {
-    /// Rollup buckets in `[from, to)`, oldest first, for all phones (`phone = ""`) or one.
+    /// Rollup buckets in `[from, to)`, oldest first, for all phones (`phone = ""`, the shards
+    /// summed) or one. Reads at most `buckets × shards` rows, whatever the number of messages.
     pub async fn metrics_buckets(
         &self,
         granularity: Granularity,
@@ -266,15 +277,22 @@ impl Store {
         to: UnixMillis,
         phone: &str,
     ) -> Result<Vec<MetricsBucket>, StoreError> {
-        let args = (granularity.as_str().to_owned(), phone.to_owned(), granularity.bucket_start(from), to);
+        // Phone keys `*0`…`*15` sort between '*' and '+'; a recipient's key is itself.
+        let (low, high) = if phone.is_empty() { ("*".to_owned(), "+".to_owned()) } else { (phone.to_owned(), format!("{phone}\u{1}")) };
+        let args = (granularity.as_str().to_owned(), low, high, granularity.bucket_start(from), to);
         let rows = sqlx::query(
-            "SELECT bucket_start, total, sent, delivered, read, failed, undelivered, delivery_time_sum_ms, delivery_time_count \
-             FROM delivery_metrics WHERE granularity = $1 AND phone = $2 AND bucket_start >= $3 AND bucket_start < $4 ORDER BY bucket_start",
+            "SELECT bucket_start, CAST(SUM(total) AS BIGINT) AS total, CAST(SUM(sent) AS BIGINT) AS sent, \
+             CAST(SUM(delivered) AS BIGINT) AS delivered, CAST(SUM(read) AS BIGINT) AS read, CAST(SUM(failed) AS BIGINT) AS failed, \
+             CAST(SUM(undelivered) AS BIGINT) AS undelivered, CAST(SUM(delivery_time_sum_ms) AS BIGINT) AS delivery_time_sum_ms, \
+             CAST(SUM(delivery_time_count) AS BIGINT) AS delivery_time_count FROM delivery_metrics \
+             WHERE granularity = $1 AND phone >= $2 AND phone < $3 AND bucket_start >= $4 AND bucket_start < $5 \
+             GROUP BY bucket_start ORDER BY bucket_start",
         )
         .bind(args.0.clone())
         .bind(args.1.clone())
-        .bind(args.2)
+        .bind(args.2.clone())
         .bind(args.3)
+        .bind(args.4)
         .fetch_all(&self.pool)
         .await?;
         let mut buckets = rows
@@ -296,13 +314,15 @@ impl Store {
             .collect::<Result<Vec<_>, StoreError>>()?;
         for (table, key) in [("delivery_time_histogram", "le_ms"), ("delivery_errors", "error_code")] {
             let rows = sqlx::query(AssertSqlSafe(format!(
-                "SELECT bucket_start, {key} AS k, count FROM {table} WHERE granularity = $1 AND phone = $2 \
-                 AND bucket_start >= $3 AND bucket_start < $4 ORDER BY bucket_start, {key}"
+                "SELECT bucket_start, {key} AS k, CAST(SUM(count) AS BIGINT) AS count FROM {table} WHERE granularity = $1 \
+                 AND phone >= $2 AND phone < $3 AND bucket_start >= $4 AND bucket_start < $5 \
+                 GROUP BY bucket_start, {key} ORDER BY bucket_start, {key}"
             )))
             .bind(args.0.clone())
             .bind(args.1.clone())
-            .bind(args.2)
+            .bind(args.2.clone())
             .bind(args.3)
+            .bind(args.4)
             .fetch_all(&self.pool)
             .await?;
             for row in rows {

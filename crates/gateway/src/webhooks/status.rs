@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use tracing::Instrument as _;
 
 use super::TwilioSigned;
 use crate::domain::status::StatusEvent;
@@ -47,14 +48,23 @@ pub(super) async fn status_callback(State(state): State<AppState>, signed: Twili
     let target = MessageRef { id, sid: sid.as_str().to_owned() };
     let event = StatusEvent { status, at: now_ms(), error_code };
     let error_message = signed.get("ChannelStatusMessage").map(str::to_owned);
-    let outcome = match state.gateway.store().apply_status(&target, &event, StatusSource::Callback, error_message).await {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            // Not applied: Twilio's retry must be processed, not taken for a replay.
-            let _ = state.shared.forget(&replay_key).await;
-            return Err(e.into());
+    // Runs to the end even if Twilio hangs up: a callback remembered as seen but never applied
+    // would be lost when Twilio retries it.
+    let outcome = tokio::spawn(
+        async move {
+            match state.gateway.store().apply_status(&target, &event, StatusSource::Callback, error_message).await {
+                Ok(outcome) => Ok(outcome),
+                Err(e) => {
+                    // Not applied: Twilio's retry must be processed, not taken for a replay.
+                    let _ = state.shared.forget(&replay_key).await;
+                    Err(ApiError::from(e))
+                }
+            }
         }
-    };
+        .instrument(tracing::Span::current()),
+    )
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))??;
     let result = match outcome {
         ApplyOutcome::Applied { .. } => "applied",
         ApplyOutcome::Ignored { .. } => "ignored",
