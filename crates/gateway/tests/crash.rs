@@ -2,28 +2,15 @@
 //! the message is sent exactly once (the lost answer is reconciled with Twilio) and still
 //! reaches `read`. Loopback only, bounded in time.
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process::{BIN, Killed, emulator_url, free_port};
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_whatsapp-gateway");
 const SECRET: &str = "crash-test-secret-0123456789";
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn start_emulator() -> (Killed, String) {
     let mut child = Command::new(BIN)
@@ -41,9 +28,7 @@ fn start_emulator() -> (Killed, String) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.split_whitespace().find(|w| w.starts_with("http://")).expect("the emulator prints its URL").to_owned();
+    let url = emulator_url(&mut child);
     (Killed(child), url)
 }
 

@@ -10,17 +10,18 @@
 //! run alone by `scripts/test` after everything else.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use anyhow::{Context, bail, ensure};
+use common::process::{BIN, emulator_url, free_port};
 use serde_json::{Value, json};
 use sqlx::Connection as _;
 
-const BIN: &str = env!("CARGO_BIN_EXE_whatsapp-gateway");
 const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const SECRET: &str = "fault-test-secret-0123456789";
 
@@ -34,10 +35,6 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn sh(program: &str, args: &[&str]) -> anyhow::Result<()> {
@@ -111,9 +108,7 @@ fn start_emulator() -> anyhow::Result<(Proc, String)> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("emulator stdout")?).read_line(&mut line)?;
-    let url = line.split_whitespace().find(|w| w.starts_with("http://")).context("emulator URL")?.to_owned();
+    let url = emulator_url(&mut child);
     Ok((Proc { name: "emulator".into(), child }, url))
 }
 

@@ -7,17 +7,18 @@
 //! time.
 
 use std::collections::HashMap;
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use common::process::{BIN, Killed, free_port};
 use serde_json::{Value, json};
 use whatsapp_gateway::config::Config;
 
-const BIN: &str = env!("CARGO_BIN_EXE_whatsapp-gateway");
 const ACCOUNT_SID: &str = "AC5ec2e75ec2e75ec2e75ec2e75ec2e75e";
 const JWT_SECRET: &str = "JwtSecretQz8Wv3Lm5Kp7Rt9Xy2Nb4";
 const AUTH_TOKEN: &str = "AuthTokenHj6Df1Gs8Ak3Ze5Uc7Vo9";
@@ -58,19 +59,6 @@ fn assert_no_secret(what: &str, text: &str, extra: &[(&str, String)]) {
             panic!("{what} contains {name} ({value:?}) at byte {at}:\n…{}…", &text[start..end]);
         }
     }
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn start_emulator(dir: &Path, gateway_port: u16) -> (Killed, String) {

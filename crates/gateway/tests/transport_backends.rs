@@ -1,29 +1,14 @@
 //! TLS to the backends is honoured: PostgreSQL's `sslmode` in `DATABASE_URL`, and `rediss://`
 //! (a private TLS redis-server on a free loopback port, trusted through `SSL_CERT_FILE`).
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::fixture;
+use common::process::{BIN, Killed, free_port};
 use whatsapp_gateway::store::Store;
-
-const BIN: &str = env!("CARGO_BIN_EXE_whatsapp-gateway");
-
-fn fixture(name: &str) -> String {
-    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 async fn connection_is_encrypted(url: &str) -> bool {
     let store = Store::connect(url).await.expect("connects");
