@@ -319,6 +319,12 @@ impl Config {
         }
         let api_base_url =
             http_url("TWILIO_API_BASE_URL", v.var("TWILIO_API_BASE_URL").unwrap_or_else(|| "https://api.twilio.com".into()))?;
+        if api_base_url.contains("twilio.com") && v.var("PUBLIC_BASE_URL").is_none() {
+            return Err(invalid(
+                "PUBLIC_BASE_URL",
+                "is required with real Twilio credentials: it is the URL Twilio posts status callbacks and incoming messages to",
+            ));
+        }
         Ok(Some(TwilioConfig {
             account_sid,
             auth_token,
@@ -380,6 +386,7 @@ mod tests {
             ("TWILIO_AUTH_TOKEN_FILE", &file("token", "tok-from-file-123")),
             ("TWILIO_SECONDARY_AUTH_TOKEN_FILE", &file("token2", "second-from-file-456")),
             ("TWILIO_WHATSAPP_FROM", "whatsapp:+14155238886"),
+            ("PUBLIC_BASE_URL", "https://wa.example.com"),
             ("JWT_SECRET_FILE", &file("jwt", "jwt-secret-from-file-789")),
             ("DATABASE_URL_FILE", &file("db", "postgres://app:db-password-000@db/gw")),
             ("REDIS_URL_FILE", &file("redis", "rediss://:redis-password-111@cache:6380")),
@@ -413,6 +420,15 @@ mod tests {
             (vec![("JWT_SECRET", "long-enough-secret-123"), ("TLS_CERT_FILE", "/nonexistent")], "TLS_KEY_FILE"),
             (vec![("JWT_SECRET", "long-enough-secret-123"), ("PUBLIC_BASE_URL", "ftp://x")], "PUBLIC_BASE_URL"),
             (vec![("JWT_SECRET", "long-enough-secret-123"), ("TWILIO_WHATSAPP_FROM", "+1")], "TWILIO_WHATSAPP_FROM"),
+            (
+                vec![
+                    ("JWT_SECRET", "long-enough-secret-123"),
+                    ("TWILIO_ACCOUNT_SID", "AC0123456789abcdef0123456789abcdef"),
+                    ("TWILIO_AUTH_TOKEN", "t"),
+                    ("TWILIO_WHATSAPP_FROM", "+14155238886"),
+                ],
+                "PUBLIC_BASE_URL",
+            ),
         ];
         for (pairs, variable) in cases {
             let error = Config::from_vars(&vars(&pairs)).unwrap_err();

@@ -84,7 +84,15 @@ impl Application {
             None => {
                 let mut emulator_config = match options.emulator {
                     Some(c) => c,
-                    None => EmulatorConfig::from_env().context("invalid EMULATOR_* configuration")?,
+                    None => {
+                        let mut c = EmulatorConfig::from_env().context("invalid EMULATOR_* configuration")?;
+                        // The emulator's token signs the webhooks this gateway accepts: never the
+                        // well-known default on a served port.
+                        if std::env::var_os("EMULATOR_AUTH_TOKEN").is_none() {
+                            c.auth_token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+                        }
+                        c
+                    }
                 };
                 emulator_config.inbound_webhook_url.get_or_insert_with(|| format!("{public_base_url}{INBOUND_PATH}"));
                 emulator_config.business_number = config.whatsapp_from.as_e164().to_owned();
@@ -136,7 +144,7 @@ impl Application {
         http::prometheus_handle();
         let mut router = if options.api { http::router(state) } else { http::ops_router(state) };
         if let Some(emulator) = &emulator {
-            router = router.nest(EMULATOR_PREFIX, emulator.router());
+            router = router.nest(EMULATOR_PREFIX, emulator.router().layer(axum::middleware::from_fn(loopback_only)));
         }
         let shutdown = CancellationToken::new();
         let workers = options.workers.then(|| worker::spawn_pool(sender, queue, store, shutdown.clone()));
@@ -210,6 +218,18 @@ impl Application {
         }
         self.gateway.store().close().await;
         Ok(())
+    }
+}
+
+/// The built-in emulator (and its control endpoints, which inject signed webhooks) answers only
+/// clients on this machine.
+async fn loopback_only(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let peer = request.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    if peer.is_some_and(|ip| ip.is_loopback()) {
+        next.run(request).await
+    } else {
+        crate::error::ApiError::Forbidden("the built-in Twilio emulator only answers clients on this machine".into()).into_response()
     }
 }
 

@@ -89,7 +89,7 @@ async fn api_rate_limit_is_per_token_with_burst_and_headers() {
 }
 
 #[tokio::test]
-async fn webhook_rate_limit_is_per_ip_and_applies_before_the_signature_check() {
+async fn webhook_rate_limit_counts_refused_requests_per_ip_and_never_signed_ones() {
     let app = TestApp::spawn_with(TestOptions {
         vars: vec![("RATE_LIMIT_WEBHOOK_PER_MIN", "2".into()), ("RATE_LIMIT_BURST", "2".into()), ("TRUST_PROXY", "true".into())],
         ..Default::default()
@@ -108,6 +108,22 @@ async fn webhook_rate_limit_is_per_ip_and_applies_before_the_signature_check() {
     assert_eq!(limited.status(), 429);
     assert!(limited.headers().contains_key("retry-after"));
     assert_eq!(post("198.51.100.2").await.unwrap().status(), 403, "another client IP (as the trusted proxy saw it) is not limited");
+
+    // Validly signed requests are never counted: Twilio's addresses are shared by its customers.
+    let params = [("MessageSid", "SM0123456789abcdef0123456789abcdef"), ("MessageStatus", "sent")];
+    let signature = twilio_signature::compute(app.emulator.auth_token().as_bytes(), &app.url("/api/v1/whatsapp/status"), &params);
+    for _ in 0..5 {
+        let response = app
+            .http
+            .post(app.url("/api/v1/whatsapp/status"))
+            .header("x-forwarded-for", "198.51.100.1")
+            .header("X-Twilio-Signature", &signature)
+            .form(&params)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
 }
 
 #[tokio::test]
@@ -127,7 +143,7 @@ async fn the_database_still_guards_a_key_whose_shared_record_was_lost() {
         send_at: None,
         reference: None,
         metadata: None,
-        idempotency_key: Some("test-suite:lost-record".into()),
+        idempotency_key: Some(whatsapp_gateway::http::idempotency_scope("test-suite", "lost-record")),
     };
     let stored = app.gateway.send(again, SendMode::Queue).await.unwrap();
     assert_eq!(stored.id.to_string(), first["id"].as_str().unwrap(), "the earlier message is returned, no second one stored");

@@ -183,7 +183,7 @@ async fn callback_for_an_unknown_sid_is_kept_until_the_sid_is_recorded() {
     store.insert_outbound(&message, &PhoneNumber::parse("+14155238886").unwrap(), now_ms()).await.unwrap();
     let claim = store.claim_message(id, "test-worker", now_ms() + 3_600_001, now_ms() + 3_700_000).await.unwrap();
     assert!(claim.is_some());
-    let attempt = store.begin_attempt(id, "test-worker", now_ms()).await.unwrap().unwrap();
+    let attempt = store.begin_attempt(id, "test-worker", now_ms(), now_ms() + 3_700_000).await.unwrap().unwrap();
     store.record_accepted(id, attempt, AttemptOutcome::Accepted, SID, StatusSource::Worker, now_ms()).await.unwrap();
 
     let status = app.delivery_status(&id.to_string()).await;

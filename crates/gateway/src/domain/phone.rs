@@ -60,6 +60,20 @@ impl PhoneNumber {
         Ok(Self(parsed.format().mode(phonenumber::Mode::E164).to_string()))
     }
 
+    /// Like [`parse`](Self::parse), but also keeps a number that only fails the metadata's
+    /// validity check (a range newer than the metadata): `+` and 8 to 15 digits. For numbers
+    /// that Twilio itself hands us, which must never be dropped.
+    pub fn parse_received(input: &str) -> Result<Self, PhoneNumberError> {
+        match Self::parse(input) {
+            Err(PhoneNumberError::Invalid(raw)) | Err(PhoneNumberError::Unparseable { input: raw, .. })
+                if raw.len() >= 9 && raw.len() <= 16 && raw.starts_with('+') && raw[1..].bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                Ok(Self(raw))
+            }
+            other => other,
+        }
+    }
+
     /// The number in E.164 form: `+14155550100`.
     pub fn as_e164(&self) -> &str {
         &self.0
@@ -89,6 +103,14 @@ mod tests {
         assert_eq!(a.as_e164(), "+14155550100");
         assert_eq!(a.whatsapp_address(), "whatsapp:+14155550100");
         assert_eq!(PhoneNumber::parse("+447911123456").unwrap().as_e164(), "+447911123456");
+    }
+
+    #[test]
+    fn numbers_twilio_sends_are_kept_even_if_the_metadata_does_not_know_them() {
+        assert!(PhoneNumber::parse("+99912345678").is_err());
+        assert_eq!(PhoneNumber::parse_received("+99912345678").unwrap().as_e164(), "+99912345678");
+        assert_eq!(PhoneNumber::parse_received("whatsapp:+14155550100").unwrap().as_e164(), "+14155550100");
+        assert!(PhoneNumber::parse_received("+1-not").is_err());
     }
 
     #[test]

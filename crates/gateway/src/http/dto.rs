@@ -12,9 +12,16 @@ use crate::error::{ApiError, FieldError};
 use crate::service::SendMode;
 use crate::store::{AttemptRecord, MessageRecord, StatusLogEntry};
 
-/// Formats Unix milliseconds as RFC 3339 UTC.
+/// RFC 3339 in UTC with exactly three fractional digits, so that times also sort as text.
+const RFC3339_MILLIS: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+
+/// Formats Unix milliseconds as RFC 3339 UTC (`2026-01-31T09:30:00.250Z`).
 pub fn rfc3339(ms: UnixMillis) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok().and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_default()
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(RFC3339_MILLIS).ok())
+        .unwrap_or_default()
 }
 
 /// Parses an RFC 3339 time into Unix milliseconds.

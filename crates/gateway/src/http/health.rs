@@ -56,9 +56,10 @@ async fn healthz() -> Json<serde_json::Value> {
     ),
 )]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    let database = state.gateway.store().ping().await.map_err(|e| e.to_string());
-    let queue = state.gateway.queue().depth().await.map_err(|e| e.to_string());
-    let shared = state.shared.ping().await.map_err(|e| e.to_string());
+    // Causes go to the log; the unauthenticated answer only says what is down.
+    let database = state.gateway.store().ping().await.map_err(|e| unavailable("database", &e));
+    let queue = state.gateway.queue().depth().await.map_err(|e| unavailable("queue", &e));
+    let shared = state.shared.ping().await.map_err(|e| unavailable("shared state", &e));
     let accepting = state.ready.load(Ordering::Relaxed);
     let ok = database.is_ok() && queue.is_ok() && shared.is_ok() && accepting;
     let body = json!({
@@ -82,4 +83,9 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::
 )]
 async fn prometheus() -> String {
     prometheus_handle().render()
+}
+
+fn unavailable(what: &str, error: &dyn std::fmt::Display) -> String {
+    tracing::warn!(error = %error, "readiness: {what} unavailable");
+    "unavailable".to_owned()
 }

@@ -33,9 +33,10 @@ pub enum Begin {
     Replay(Response),
 }
 
-/// The key as stored on the message row: scoped by caller.
+/// The key as stored on the message row: scoped by caller (length-prefixed, so that no two
+/// subject/key pairs can produce the same text).
 pub fn scoped(subject: &str, key: &str) -> String {
-    format!("{}:{key}", subject.replace(':', "%3A"))
+    format!("{}:{subject}:{key}", subject.len())
 }
 
 /// Reads the key header, if any, and checks it.

@@ -2,6 +2,7 @@
 //! endpoints, behind tracing, request ids, a timeout and a body limit.
 
 mod auth;
+mod dashboard;
 pub mod dto;
 mod extract;
 mod health;
@@ -9,7 +10,7 @@ mod idempotency;
 mod messages;
 mod metrics;
 mod openapi;
-mod rate_limit;
+pub(crate) mod rate_limit;
 mod send;
 pub mod transport;
 
@@ -27,6 +28,7 @@ use tower_http::trace::TraceLayer;
 
 pub use auth::{Claims, JwtKeys, mint_token};
 pub use health::prometheus_handle;
+pub use idempotency::scoped as idempotency_scope;
 
 use crate::service::Gateway;
 use crate::webhooks::{self, SignatureConfig};
@@ -61,7 +63,8 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics::router())
         .merge(webhooks::router())
         .merge(health::router())
-        .merge(openapi::router());
+        .merge(openapi::router())
+        .merge(dashboard::router());
     with_layers(routes, state)
 }
 

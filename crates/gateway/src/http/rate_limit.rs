@@ -1,7 +1,11 @@
-//! Rate limits: per client IP on the webhooks, per token subject on the API (with its own limit
-//! for `POST /send`), GCRA with a burst allowance, shared across instances through the
+//! Rate limits: per token subject on the API (with its own limit for `POST /send`), and per client
+//! IP on the webhooks, GCRA with a burst allowance, shared across instances through the
 //! [`SharedState`](crate::shared::SharedState) (Redis in production). Answers carry `RateLimit-*`
 //! headers; a refusal is a 429 problem with `Retry-After`.
+//!
+//! On the webhooks only requests *without a valid signature* are counted (see
+//! [`webhook_refusal`]): Twilio's egress addresses are shared by all its customers, so counting
+//! every request per IP would let anyone with a Twilio account get our genuine callbacks refused.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -26,10 +30,7 @@ fn bucket(state: &AppState, request: &Request) -> Option<(String, RateLimit)> {
     let limits = &state.rate_limits;
     let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     let ip = || state.transport.client_ip(request.headers(), peer).map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-    if path.starts_with(crate::webhooks::STATUS_PATH) || path.starts_with(crate::webhooks::INBOUND_PATH) {
-        return Some((format!("webhook:ip:{}", ip()), per_minute(limits.webhook_per_min, limits.burst)));
-    }
-    if !path.starts_with("/api/") {
+    if !path.starts_with("/api/") || path.starts_with(crate::webhooks::STATUS_PATH) || path.starts_with(crate::webhooks::INBOUND_PATH) {
         return None;
     }
     let (endpoint, per_min) = if path == "/api/v1/whatsapp/send" { ("send", limits.send_per_min) } else { ("api", limits.api_per_min) };
@@ -65,6 +66,27 @@ fn set_headers(headers: &mut HeaderMap, limit: &RateLimit, decision: &RateDecisi
     {
         headers.insert("retry-after", value);
     }
+}
+
+/// Counts a webhook request whose signature was refused against its client IP; `Some(429)` once
+/// that IP has sent too many.
+pub async fn webhook_refusal(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<Response> {
+    let limits = &state.rate_limits;
+    let limit = per_minute(limits.webhook_per_min, limits.burst);
+    let ip = state.transport.client_ip(headers, peer).map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    let decision = state.shared.rate_limit(&format!("webhook:ip:{ip}"), limit).await.ok()?;
+    if decision.allowed {
+        return None;
+    }
+    metrics::counter!("gateway_rate_limited_total", "bucket" => "webhook").increment(1);
+    let retry = decision.retry_after.as_millis().div_ceil(1000).max(1);
+    let mut response = ApiError::TooManyRequests(format!(
+        "too many webhook requests without a valid signature from {ip} (limit {} per minute); retry in {retry} s",
+        limit.per_period
+    ))
+    .into_response();
+    set_headers(response.headers_mut(), &limit, &decision);
+    Some(response)
 }
 
 /// Counts the request and refuses it with 429 when its bucket is empty.

@@ -64,9 +64,8 @@ impl SharedState for MemoryState {
         }))
     }
 
-    async fn forget(&self, key: &str) -> Result<(), SharedError> {
-        self.with_maps(|maps, _| maps.once.remove(key));
-        Ok(())
+    async fn seen(&self, key: &str) -> Result<bool, SharedError> {
+        Ok(self.with_maps(|maps, now| maps.once.get(key, now).is_some()))
     }
 
     async fn idempotency_begin(&self, key: &str, _fingerprint: &str, ttl: Duration) -> Result<IdempotencyState, SharedError> {

@@ -77,9 +77,8 @@ pub trait SharedState: Send + Sync + 'static {
     /// webhook dedupe).
     async fn remember_once(&self, key: &str, ttl: Duration) -> Result<bool, SharedError>;
 
-    /// Forgets a key taken with [`remember_once`](Self::remember_once), so that a retry of work that
-    /// failed after the key was taken is not mistaken for a replay.
-    async fn forget(&self, key: &str) -> Result<(), SharedError>;
+    /// Whether `key` is remembered (without taking it).
+    async fn seen(&self, key: &str) -> Result<bool, SharedError>;
 
     /// Looks up an idempotency key and, if it is free, takes it (marked in flight for `ttl`, so a
     /// holder that dies does not block the key for longer).

@@ -112,11 +112,11 @@ impl SharedState for RedisState {
         Ok(set.is_some())
     }
 
-    async fn forget(&self, key: &str) -> Result<(), SharedError> {
-        let mut cmd = ::redis::cmd("DEL");
+    async fn seen(&self, key: &str) -> Result<bool, SharedError> {
+        let mut cmd = ::redis::cmd("EXISTS");
         cmd.arg(self.key("once", key));
-        let _: i64 = self.call("forget", cmd.query_async(&mut self.conn.clone())).await?;
-        Ok(())
+        let n: i64 = self.call("seen", cmd.query_async(&mut self.conn.clone())).await?;
+        Ok(n > 0)
     }
 
     async fn idempotency_begin(&self, key: &str, fingerprint: &str, ttl: Duration) -> Result<IdempotencyState, SharedError> {

@@ -187,15 +187,26 @@ impl Store {
         Ok(Some(Claim { message, unresolved: unresolved.as_ref().map(attempt_from_row).transpose()? }))
     }
 
-    /// Records that attempt N+1 is about to leave for Twilio; `None` if the lease was lost.
-    pub async fn begin_attempt(&self, id: MessageId, worker: &str, now: UnixMillis) -> Result<Option<i64>, StoreError> {
+    /// Records that attempt N+1 is about to leave for Twilio, renewing the lease until
+    /// `lease_until`; `None` if the lease was lost or has expired (another worker may hold it).
+    pub async fn begin_attempt(
+        &self,
+        id: MessageId,
+        worker: &str,
+        now: UnixMillis,
+        lease_until: UnixMillis,
+    ) -> Result<Option<i64>, StoreError> {
         let mut tx = self.begin().await?;
-        let attempt: Option<i64> =
-            sqlx::query_scalar("UPDATE messages SET attempts = attempts + 1 WHERE id = $1 AND lease_owner = $2 RETURNING attempts")
-                .bind(id.to_string())
-                .bind(worker.to_owned())
-                .fetch_optional(&mut *tx)
-                .await?;
+        let attempt: Option<i64> = sqlx::query_scalar(
+            "UPDATE messages SET attempts = attempts + 1, lease_until = $3 \
+             WHERE id = $1 AND lease_owner = $2 AND lease_until > $4 AND status IN ('pending', 'retrying') RETURNING attempts",
+        )
+        .bind(id.to_string())
+        .bind(worker.to_owned())
+        .bind(lease_until)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(attempt) = attempt else { return Ok(None) };
         sqlx::query("INSERT INTO send_attempts (message_id, attempt, worker, started_at, outcome) VALUES ($1, $2, $3, $4, 'in_flight')")
             .bind(id.to_string())
@@ -233,8 +244,10 @@ impl Store {
     ) -> Result<ApplyOutcome, StoreError> {
         let mut tx = self.begin().await?;
         sqlx::query(
-            "UPDATE messages SET message_sid = $1, lease_owner = NULL, lease_until = NULL, next_attempt_at = NULL, \
-             error_code = NULL, error_message = NULL WHERE id = $2",
+            "UPDATE messages SET message_sid = COALESCE(message_sid, $1), lease_owner = NULL, lease_until = NULL, \
+             next_attempt_at = NULL, \
+             error_code = CASE WHEN status IN ('pending', 'retrying') THEN NULL ELSE error_code END, \
+             error_message = CASE WHEN status IN ('pending', 'retrying') THEN NULL ELSE error_message END WHERE id = $2",
         )
         .bind(sid.to_owned())
         .bind(id.to_string())
@@ -332,6 +345,21 @@ impl Store {
         now: UnixMillis,
     ) -> Result<ApplyOutcome, StoreError> {
         let mut tx = self.begin().await?;
+        let message = lock_message(&mut tx, self.for_update(), "id", &id.to_string())
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("message {id} vanished")))?;
+        if !message.status().is_sendable() {
+            // A callback has already shown that Twilio has the message: it did not fail to send.
+            if let Some(attempt) = attempt {
+                finish_attempt(&mut tx, id, attempt, AttemptOutcome::Reconciled, result, message.message_sid.as_deref(), now).await?;
+            }
+            sqlx::query("UPDATE messages SET lease_owner = NULL, lease_until = NULL WHERE id = $1")
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Ok(ApplyOutcome::Ignored { current: message.status() });
+        }
         if let Some(attempt) = attempt {
             finish_attempt(&mut tx, id, attempt, AttemptOutcome::Permanent, result, None, now).await?;
         }
@@ -481,7 +509,7 @@ async fn apply_locked(
 ) -> Result<ApplyOutcome, StoreError> {
     let transition = message.lifecycle.apply(event);
     let next = &transition.next;
-    let counted = super::metrics::counted_flags(next);
+    let counted = super::metrics::counted_flags(next) | message.counted;
     if transition.changed || counted != message.counted {
         let error_message = if transition.status_changed && next.status.is_terminal() {
             error_message.or_else(|| next.error_code.map(|code| crate::twilio::errors::describe(code).to_owned()))

@@ -277,22 +277,27 @@ impl Store {
         to: UnixMillis,
         phone: &str,
     ) -> Result<Vec<MetricsBucket>, StoreError> {
-        // Phone keys `*0`…`*15` sort between '*' and '+'; a recipient's key is itself.
-        let (low, high) = if phone.is_empty() { ("*".to_owned(), "+".to_owned()) } else { (phone.to_owned(), format!("{phone}\u{1}")) };
-        let args = (granularity.as_str().to_owned(), low, high, granularity.bucket_start(from), to);
-        let rows = sqlx::query(
+        // The all-phones shards are listed by name (constants), so no collation is involved.
+        let (phones, one_phone) = if phone.is_empty() {
+            ((0..ALL_PHONES_SHARDS).map(|shard| format!("'*{shard}'")).collect::<Vec<_>>().join(", "), None)
+        } else {
+            ("$4".to_owned(), Some(phone.to_owned()))
+        };
+        let filter = format!("granularity = $1 AND bucket_start >= $2 AND bucket_start < $3 AND phone IN ({phones})");
+        let bind = |query: sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>| {
+            let query = query.bind(granularity.as_str().to_owned()).bind(granularity.bucket_start(from)).bind(to);
+            match &one_phone {
+                Some(p) => query.bind(p.clone()),
+                None => query,
+            }
+        };
+        let rows = bind(sqlx::query(AssertSqlSafe(format!(
             "SELECT bucket_start, CAST(SUM(total) AS BIGINT) AS total, CAST(SUM(sent) AS BIGINT) AS sent, \
              CAST(SUM(delivered) AS BIGINT) AS delivered, CAST(SUM(read) AS BIGINT) AS read, CAST(SUM(failed) AS BIGINT) AS failed, \
              CAST(SUM(undelivered) AS BIGINT) AS undelivered, CAST(SUM(delivery_time_sum_ms) AS BIGINT) AS delivery_time_sum_ms, \
              CAST(SUM(delivery_time_count) AS BIGINT) AS delivery_time_count FROM delivery_metrics \
-             WHERE granularity = $1 AND phone >= $2 AND phone < $3 AND bucket_start >= $4 AND bucket_start < $5 \
-             GROUP BY bucket_start ORDER BY bucket_start",
-        )
-        .bind(args.0.clone())
-        .bind(args.1.clone())
-        .bind(args.2.clone())
-        .bind(args.3)
-        .bind(args.4)
+             WHERE {filter} GROUP BY bucket_start ORDER BY bucket_start"
+        ))))
         .fetch_all(&self.pool)
         .await?;
         let mut buckets = rows
@@ -313,16 +318,10 @@ impl Store {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         for (table, key) in [("delivery_time_histogram", "le_ms"), ("delivery_errors", "error_code")] {
-            let rows = sqlx::query(AssertSqlSafe(format!(
-                "SELECT bucket_start, {key} AS k, CAST(SUM(count) AS BIGINT) AS count FROM {table} WHERE granularity = $1 \
-                 AND phone >= $2 AND phone < $3 AND bucket_start >= $4 AND bucket_start < $5 \
-                 GROUP BY bucket_start, {key} ORDER BY bucket_start, {key}"
-            )))
-            .bind(args.0.clone())
-            .bind(args.1.clone())
-            .bind(args.2.clone())
-            .bind(args.3)
-            .bind(args.4)
+            let rows = bind(sqlx::query(AssertSqlSafe(format!(
+                "SELECT bucket_start, {key} AS k, CAST(SUM(count) AS BIGINT) AS count FROM {table} \
+                 WHERE {filter} GROUP BY bucket_start, {key} ORDER BY bucket_start, {key}"
+            ))))
             .fetch_all(&self.pool)
             .await?;
             for row in rows {

@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
+use tracing::Instrument as _;
 
 use super::TwilioSigned;
 use crate::domain::PhoneNumber;
@@ -20,6 +21,8 @@ fn xml_escape(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
+            // XML 1.0 cannot carry other control characters at all.
+            c if c.is_control() && !matches!(c, '\t' | '\n' | '\r') => {}
             c => out.push(c),
         }
     }
@@ -38,7 +41,7 @@ fn parse(signed: &TwilioSigned) -> Result<InboundMessage, ApiError> {
     let sid =
         signed.get("MessageSid").or_else(|| signed.get("SmsMessageSid")).ok_or_else(|| ApiError::field("MessageSid", "is required"))?;
     let from = signed.get("From").ok_or_else(|| ApiError::field("From", "is required"))?;
-    let from = PhoneNumber::parse(from).map_err(|e| ApiError::field("From", e.to_string()))?;
+    let from = PhoneNumber::parse_received(from).map_err(|e| ApiError::field("From", e.to_string()))?;
     let to = signed.get("To").unwrap_or_default();
     let to = PhoneNumber::parse(to).map(|p| p.as_e164().to_owned()).unwrap_or_else(|_| to.trim_start_matches(WHATSAPP_PREFIX).to_owned());
     let num_media: usize = signed.get("NumMedia").and_then(|n| n.parse().ok()).unwrap_or(0).min(10);
@@ -59,7 +62,11 @@ fn parse(signed: &TwilioSigned) -> Result<InboundMessage, ApiError> {
 #[tracing::instrument(skip_all)]
 pub(super) async fn incoming_message(State(state): State<AppState>, signed: TwilioSigned) -> Result<Response, ApiError> {
     let message = parse(&signed)?;
-    let reply = state.gateway.receive(message).await?;
+    // Storing, handlers and forwarding run to the end even if Twilio hangs up.
+    let gateway = state.gateway.clone();
+    let reply = tokio::spawn(async move { gateway.receive(message).await }.instrument(tracing::Span::current()))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))??;
     tracing::info!(message_id = %reply.message_id, duplicate = reply.duplicate, "incoming message");
     Ok(([(CONTENT_TYPE, "text/xml; charset=utf-8")], twiml(reply.reply.as_deref())).into_response())
 }

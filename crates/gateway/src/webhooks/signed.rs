@@ -4,8 +4,11 @@
 //! The URL checked is the one Twilio called: `PUBLIC_BASE_URL` + the request's path + its raw query
 //! string (kept byte for byte). Every received form parameter is signed over, known or not.
 
-use axum::extract::{FromRequest, Request};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequest, Request};
 use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::ApiError;
@@ -44,9 +47,27 @@ impl TwilioSigned {
 }
 
 impl FromRequest<AppState> for TwilioSigned {
-    type Rejection = ApiError;
+    type Rejection = Response;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let headers = req.headers().clone();
+        let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+        match Self::check(req, state).await {
+            Ok(signed) => Ok(signed),
+            Err(error @ ApiError::Forbidden(_)) => {
+                // Only refused requests count against the client's IP.
+                match crate::http::rate_limit::webhook_refusal(state, &headers, peer).await {
+                    Some(too_many) => Err(too_many),
+                    None => Err(error.into_response()),
+                }
+            }
+            Err(error) => Err(error.into_response()),
+        }
+    }
+}
+
+impl TwilioSigned {
+    async fn check(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let config = &state.signatures;
         let path = req.uri().path().to_owned();
         let query = req.uri().query().map(str::to_owned);

@@ -39,7 +39,7 @@ pub(super) async fn status_callback(State(state): State<AppState>, signed: Twili
         Some(token) => format!("callback:token:{token}"),
         None => format!("callback:{}:{reported}:{}", sid.as_str(), error_code.unwrap_or(0)),
     };
-    if !state.shared.remember_once(&replay_key, REPLAY_WINDOW).await.unwrap_or(true) {
+    if state.shared.seen(&replay_key).await.unwrap_or(false) {
         metrics::counter!("gateway_callbacks_total", "result" => "replayed").increment(1);
         tracing::info!("replayed status callback acknowledged, not applied again");
         return Ok(StatusCode::OK);
@@ -48,18 +48,16 @@ pub(super) async fn status_callback(State(state): State<AppState>, signed: Twili
     let target = MessageRef { id, sid: sid.as_str().to_owned() };
     let event = StatusEvent { status, at: now_ms(), error_code };
     let error_message = signed.get("ChannelStatusMessage").map(str::to_owned);
-    // Runs to the end even if Twilio hangs up: a callback remembered as seen but never applied
-    // would be lost when Twilio retries it.
+    // Runs to the end even if Twilio hangs up. The callback is remembered as seen only once its
+    // effect is committed, so a retry of one that failed is applied, never taken for a replay;
+    // two copies racing each other both apply, harmlessly (the state machine ignores the second).
     let outcome = tokio::spawn(
         async move {
-            match state.gateway.store().apply_status(&target, &event, StatusSource::Callback, error_message).await {
-                Ok(outcome) => Ok(outcome),
-                Err(e) => {
-                    // Not applied: Twilio's retry must be processed, not taken for a replay.
-                    let _ = state.shared.forget(&replay_key).await;
-                    Err(ApiError::from(e))
-                }
+            let outcome = state.gateway.store().apply_status(&target, &event, StatusSource::Callback, error_message).await?;
+            if let Err(e) = state.shared.remember_once(&replay_key, REPLAY_WINDOW).await {
+                tracing::warn!(error = %e, "could not remember the callback for the replay window");
             }
+            Ok::<_, ApiError>(outcome)
         }
         .instrument(tracing::Span::current()),
     )

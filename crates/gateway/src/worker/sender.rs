@@ -105,6 +105,16 @@ impl Sender {
                         ..Default::default()
                     };
                     self.store.finish_attempt(id, previous.attempt, AttemptOutcome::Lost, &result, now_ms()).await?;
+                    if message.attempts >= i64::from(self.config.max_attempts) {
+                        let detail = format!(
+                            "dead-lettered after {} attempts; the last one's outcome was unknown and Twilio has no record of it",
+                            message.attempts
+                        );
+                        self.store.record_failure(id, None, &result, Some(detail), now_ms()).await?;
+                        self.queue.complete(id).await?;
+                        metrics::counter!("gateway_sends_total", "outcome" => "dead_lettered").increment(1);
+                        return Ok(SendOutcome::Failed { code: None });
+                    }
                 }
                 Err(e) => {
                     // Without knowing whether the earlier attempt went through, sending again
@@ -128,10 +138,13 @@ impl Sender {
             metrics::counter!("gateway_sends_total", "outcome" => "opted_out").increment(1);
             return Ok(SendOutcome::Failed { code: Some(21610) });
         }
-        let Some(attempt) = self.store.begin_attempt(id, worker, now_ms()).await? else {
+        // Pace before the attempt is recorded, and renew the lease as it starts: the wait must not
+        // eat into the time this worker holds the message.
+        self.pacer.until_key_ready(&message.from).await;
+        let now = now_ms();
+        let Some(attempt) = self.store.begin_attempt(id, worker, now, now + self.config.lease.as_millis() as i64).await? else {
             return Ok(SendOutcome::Skipped);
         };
-        self.pacer.until_key_ready(&message.from).await;
         let started = Instant::now();
         let answer = self.twilio.create_message(&self.create_request(&message)).await;
         metrics::histogram!("gateway_twilio_request_seconds").record(started.elapsed().as_secs_f64());
@@ -188,7 +201,15 @@ impl Sender {
         };
         let result = AttemptResult { http_status, error_code: code, error_message: Some(error.to_string()) };
         let now = now_ms();
-        let last_attempt = attempt >= i64::from(self.config.max_attempts);
+        // Without an answer (or with a gateway error in front of Twilio) the message may exist at
+        // Twilio: the next claim asks Twilio before anything is sent again, even after the last
+        // attempt (the dead-letter decision is then taken there).
+        let unknown = match &error {
+            SendError::NoAnswer(_) => true,
+            SendError::Api { status, code, .. } => *status >= 500 && *status != 503 && *code != Some(20503),
+            SendError::Unreachable(_) => false,
+        };
+        let last_attempt = attempt >= i64::from(self.config.max_attempts) && !unknown;
         match error.class() {
             ErrorClass::Permanent => {
                 self.store.record_failure(id, Some(attempt), &result, Some(error.to_string()), now).await?;
@@ -207,7 +228,7 @@ impl Sender {
             }
             ErrorClass::Retryable => {
                 let at = now + backoff_delay(attempt as u32, self.config.retry_base, self.config.retry_max).as_millis() as i64;
-                let outcome = if matches!(error, SendError::NoAnswer(_)) { AttemptOutcome::Unknown } else { AttemptOutcome::Retryable };
+                let outcome = if unknown { AttemptOutcome::Unknown } else { AttemptOutcome::Retryable };
                 self.store.record_retry(id, worker, attempt, outcome, &result, at, now).await?;
                 self.queue.reschedule(id, at).await?;
                 metrics::counter!("gateway_sends_total", "outcome" => "retrying").increment(1);
