@@ -27,7 +27,8 @@ async fn main() -> anyhow::Result<()> {
     let clients = env_or("BENCH_CLIENTS", 16);
     let dir = std::env::temp_dir().join(format!("wg-bench-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
-    let mut vars: HashMap<String, String> = std::env::vars().filter(|(k, _)| k == "DATABASE_URL" || k == "REDIS_URL").collect();
+    let mut vars: HashMap<String, String> =
+        std::env::vars().filter(|(k, _)| ["DATABASE_URL", "REDIS_URL", "REDIS_KEY_PREFIX"].contains(&k.as_str())).collect();
     vars.entry("DATABASE_URL".into()).or_insert_with(|| format!("sqlite://{}/bench.db", dir.display()));
     vars.insert("BIND_ADDR".into(), "127.0.0.1:0".into());
     vars.insert("JWT_SECRET".into(), "bench-secret-0123456789abcdef".into());

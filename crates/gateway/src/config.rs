@@ -107,6 +107,9 @@ pub struct Config {
     pub redis_url: Option<SecretString>,
     /// Prefix of every Redis key (`REDIS_KEY_PREFIX`), so deployments can share a Redis.
     pub redis_prefix: String,
+    /// `REDIS_CLUSTER` (default false): REDIS_URL is one node of a Redis Cluster; the other nodes
+    /// are discovered from it.
+    pub redis_cluster: bool,
     /// HTTPS: certificate and key PEM files (`TLS_CERT_FILE`, `TLS_KEY_FILE`).
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Refuse plain-HTTP requests and send HSTS (`REQUIRE_HTTPS`); behind a TLS-terminating
@@ -289,6 +292,7 @@ impl Config {
             jwt_issuer: v.var("JWT_ISSUER"),
             redis_url,
             redis_prefix: v.var("REDIS_KEY_PREFIX").unwrap_or_else(|| "whatsapp-gateway".into()),
+            redis_cluster: v.parsed("REDIS_CLUSTER", false)?,
             tls,
             require_https: v.parsed("REQUIRE_HTTPS", false)?,
             trust_proxy: v.parsed("TRUST_PROXY", false)?,

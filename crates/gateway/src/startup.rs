@@ -112,12 +112,14 @@ impl Application {
         let (queue, shared): (Arc<dyn JobQueue>, Arc<dyn SharedState>) = match &config.redis_url {
             Some(url) => {
                 let url = url.expose_secret();
-                // One multiplexed connection serves the queue and the shared state.
-                let conn = crate::shared::connect_manager(url).await.map_err(|e| anyhow::anyhow!("cannot connect to REDIS_URL: {e}"))?;
+                // One multiplexed connection (or cluster connection) serves the queue and the shared state.
+                let conn = crate::shared::RedisConnection::connect(url, config.redis_cluster)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot connect to REDIS_URL: {e}"))?;
                 let queue =
                     RedisQueue::from_connection(conn.clone(), &config.redis_prefix).context("invalid configuration: REDIS_KEY_PREFIX")?;
                 let shared = RedisState::from_connection(conn, &config.redis_prefix).context("invalid configuration: REDIS_KEY_PREFIX")?;
-                tracing::info!(prefix = %config.redis_prefix, "queue and shared state in Redis");
+                tracing::info!(prefix = %config.redis_prefix, cluster = config.redis_cluster, "queue and shared state in Redis");
                 (Arc::new(queue), Arc::new(shared))
             }
             None => (Arc::new(SqlQueue::new(store.clone())), Arc::new(MemoryState::new())),

@@ -18,7 +18,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::ConnectionManager;
 use ::redis::{RedisError, Script};
 use async_trait::async_trait;
 use tokio::sync::Notify;
@@ -26,7 +25,7 @@ use tokio::sync::Notify;
 use super::{Job, JobQueue, QueueError};
 use crate::domain::MessageId;
 use crate::domain::status::UnixMillis;
-use crate::shared::{connect_manager, timed, valid_prefix};
+use crate::shared::{RedisConnection, timed, valid_prefix};
 
 /// How many expired leases, and how many newly due jobs, one claim moves to `ready` at most.
 const BATCH: u32 = 100;
@@ -128,7 +127,7 @@ return 1
 /// [`JobQueue`] in Redis.
 #[derive(Clone)]
 pub struct RedisQueue {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     keys: [String; 5],
     scripts: Arc<Scripts>,
     notify: Arc<Notify>,
@@ -149,16 +148,18 @@ impl fmt::Debug for RedisQueue {
 }
 
 impl RedisQueue {
-    /// Connects to `url` (`redis://` or `rediss://`); the queue's keys are `{wg:<prefix>}:…`
-    /// (`prefix`: letters, digits, `_`, `-`, `.`).
+    /// Connects to a single node at `url` (`redis://` or `rediss://`); the queue's keys are
+    /// `{wg:<prefix>}:…` (`prefix`: letters, digits, `_`, `-`, `.`). For a cluster, use
+    /// [`RedisConnection::connect`] and [`from_connection`](Self::from_connection).
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, QueueError> {
         valid_prefix(prefix).map_err(QueueError)?;
-        let conn = connect_manager(url).await.map_err(|e| QueueError(e.to_string()))?;
+        let conn = RedisConnection::connect(url, false).await.map_err(|e| QueueError(e.to_string()))?;
         Self::from_connection(conn, prefix)
     }
 
-    /// Uses an existing connection (for instance shared with [`crate::shared::RedisState`]).
-    pub fn from_connection(conn: ConnectionManager, prefix: &str) -> Result<Self, QueueError> {
+    /// Uses an existing connection (for instance shared with [`crate::shared::RedisState`]); on a
+    /// cluster every key of the queue hashes to one slot, so each script runs on one node.
+    pub fn from_connection(conn: RedisConnection, prefix: &str) -> Result<Self, QueueError> {
         valid_prefix(prefix).map_err(QueueError)?;
         let keys = ["jobs", "due", "ready", "leases", "owners"].map(|name| format!("{{wg:{prefix}}}:{name}"));
         let script = |body: &str| Script::new(&format!("{LUA_PRELUDE}{body}"));

@@ -11,8 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use self::memory::MemoryState;
-pub use self::redis::RedisState;
-pub(crate) use self::redis::{connect_manager, timed, valid_prefix};
+pub use self::redis::{RedisCallError, RedisConnection, RedisState};
+pub(crate) use self::redis::{timed, valid_prefix};
 
 /// Errors from a shared-state backend.
 #[derive(Debug, thiserror::Error)]
