@@ -150,3 +150,34 @@ async fn the_database_still_guards_a_key_whose_shared_record_was_lost() {
     let (_, list) = app.get_json("/api/v1/whatsapp/messages?phone=%2B14155550162").await;
     assert_eq!(list["messages"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn an_idempotency_key_is_released_after_24_hours() {
+    use whatsapp_gateway::domain::{Content, MessageId, NewOutboundMessage, PhoneNumber, Priority};
+    use whatsapp_gateway::store::now_ms;
+
+    let app = TestApp::spawn().await;
+    let message = |key: &str| NewOutboundMessage {
+        id: MessageId::new(),
+        to: PhoneNumber::parse("+14155550163").unwrap(),
+        content: Content::FreeForm { body: Some("x".into()), media_urls: vec![] },
+        priority: Priority::DEFAULT,
+        send_at: None,
+        reference: None,
+        metadata: None,
+        idempotency_key: Some(key.to_owned()),
+    };
+    let from = PhoneNumber::parse("+14155238886").unwrap();
+    let store = app.gateway.store();
+    let day = 24 * 3_600_000;
+    let (old, created) = store.insert_outbound(&message("k"), &from, now_ms() - day - 60_000).await.unwrap();
+    assert!(created);
+    let (recent, created) = store.insert_outbound(&message("k2"), &from, now_ms() - day + 60_000).await.unwrap();
+    assert!(created);
+    let (again, created) = store.insert_outbound(&message("k"), &from, now_ms()).await.unwrap();
+    assert!(created, "a key last used more than 24 h ago makes a new message");
+    assert_ne!(again.id, old.id);
+    let (same, created) = store.insert_outbound(&message("k2"), &from, now_ms()).await.unwrap();
+    assert!(!created, "a key used less than 24 h ago still answers with its message");
+    assert_eq!(same.id, recent.id);
+}

@@ -66,6 +66,9 @@ impl MessageRecord {
     }
 }
 
+/// How long an idempotency key keeps pointing at its message (24 hours).
+pub const IDEMPOTENCY_KEY_LIFETIME_MS: i64 = 24 * 60 * 60 * 1000;
+
 pub(super) const MESSAGE_COLUMNS: &str = "id, message_sid, direction, from_addr, to_addr, body, media_urls, content_sid, \
      content_variables, status, error_code, error_message, priority, attempts, reference, metadata, next_attempt_at, \
      counted, created_at, queued_at, sent_at, delivered_at, read_at, failed_at, last_status_at";
@@ -147,7 +150,8 @@ pub struct ListFilter {
 
 impl Store {
     /// Stores a new outbound message as `pending` and logs its creation. With an idempotency key
-    /// already used, nothing is stored and the earlier message is returned with `false`.
+    /// already used in the last 24 hours, nothing is stored and the earlier message is returned
+    /// with `false`; an older use of the key is released.
     pub async fn insert_outbound(
         &self,
         msg: &NewOutboundMessage,
@@ -162,6 +166,13 @@ impl Store {
             Content::Template { content_sid, content_variables } => (None, None, Some(content_sid.clone()), content_variables.clone()),
         };
         let mut tx = self.begin().await?;
+        if let Some(key) = &msg.idempotency_key {
+            sqlx::query("UPDATE messages SET idempotency_key = NULL WHERE idempotency_key = $1 AND created_at < $2")
+                .bind(key.clone())
+                .bind(now - IDEMPOTENCY_KEY_LIFETIME_MS)
+                .execute(&mut *tx)
+                .await?;
+        }
         let row = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO messages (id, direction, from_addr, to_addr, body, media_urls, content_sid, content_variables, \
              status, priority, reference, metadata, next_attempt_at, created_at, last_status_at, idempotency_key) \
