@@ -131,6 +131,7 @@ impl Application {
             from,
             format!("{public_base_url}{STATUS_PATH}"),
             config.worker.clone(),
+            shared.clone(),
         ));
         let gateway = Gateway::new(store.clone(), queue.clone(), sender.clone(), options.inbound_handlers, config.inbound.clone());
         let ready = Arc::new(AtomicBool::new(true));

@@ -210,3 +210,32 @@ async fn priority_one_is_sent_before_priority_ten() {
     assert!(at(&high["queued_at"]) <= at(&low["queued_at"]), "high {high:#} low {low:#}");
     assert!(at(&low["queued_at"]) >= later - time::Duration::milliseconds(1), "send_at is honoured");
 }
+
+#[tokio::test]
+async fn sends_from_one_sender_are_paced_to_the_configured_rate() {
+    let app = TestApp::spawn_with(TestOptions {
+        vars: vec![("SENDER_RATE_PER_SEC", "5".into()), ("WORKER_CONCURRENCY", "8".into())],
+        ..Default::default()
+    })
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        ids.push(app.send_ok(json!({"to": format!("+141555501{:02}", 70 + i), "content_sid": format!("HX{}", "c".repeat(32))})).await);
+    }
+    let mut accepted = Vec::new();
+    for id in &ids {
+        let done = app.wait_for(id, |s| s == "read").await;
+        let at = time::OffsetDateTime::parse(
+            done["send_attempts"][0]["started_at"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        accepted.push(at);
+    }
+    accepted.sort();
+    let span = *accepted.last().unwrap() - accepted[0];
+    // A burst of 5, then one every 200 ms: the 12th leaves at least 7 × 200 ms after the first.
+    assert!(span >= time::Duration::milliseconds(1_300), "12 sends at 5/s took only {span}");
+    let first_second = accepted.iter().filter(|t| **t - accepted[0] < time::Duration::milliseconds(1_000)).count();
+    assert!(first_second <= 10, "{first_second} sends within the first second at 5/s with a burst of 5");
+}

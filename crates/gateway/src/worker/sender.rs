@@ -4,7 +4,7 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use time::OffsetDateTime;
@@ -13,6 +13,7 @@ use super::backoff_delay;
 use crate::config::WorkerConfig;
 use crate::domain::{Content, MessageId, PhoneNumber};
 use crate::queue::JobQueue;
+use crate::shared::{RateLimit, SharedState};
 use crate::store::{AttemptOutcome, AttemptRecord, AttemptResult, MessageRecord, StatusSource, Store, now_ms};
 use crate::twilio::{CreateMessage, ErrorClass, SendError, TwilioClient, TwilioMessage};
 
@@ -46,7 +47,9 @@ pub struct Sender {
     from: PhoneNumber,
     status_callback_url: String,
     config: WorkerConfig,
-    pacer: DefaultKeyedRateLimiter<String>,
+    shared: Arc<dyn SharedState>,
+    /// Used only while the shared state is unreachable.
+    local_pacer: DefaultKeyedRateLimiter<String>,
 }
 
 impl std::fmt::Debug for Sender {
@@ -56,7 +59,8 @@ impl std::fmt::Debug for Sender {
 }
 
 impl Sender {
-    /// A sender from `from`, asking Twilio to report to `status_callback_url`.
+    /// A sender from `from`, asking Twilio to report to `status_callback_url`, pacing each sender
+    /// number through `shared` (so that all instances together keep to the rate).
     pub fn new(
         store: Store,
         queue: Arc<dyn JobQueue>,
@@ -64,10 +68,30 @@ impl Sender {
         from: PhoneNumber,
         status_callback_url: String,
         config: WorkerConfig,
+        shared: Arc<dyn SharedState>,
     ) -> Self {
         let rate = NonZeroU32::new(config.sender_rate_per_sec).unwrap_or(NonZeroU32::MIN);
-        let pacer = RateLimiter::keyed(Quota::per_second(rate));
-        Self { store, queue, twilio, from, status_callback_url, config, pacer }
+        let local_pacer = RateLimiter::keyed(Quota::per_second(rate));
+        Self { store, queue, twilio, from, status_callback_url, config, shared, local_pacer }
+    }
+
+    /// Waits until `sender` may send one more message: `SENDER_RATE_PER_SEC` per sender number,
+    /// counted across every instance sharing the state (GCRA, a burst of one second's worth).
+    async fn pace(&self, sender: &str) {
+        let rate = self.config.sender_rate_per_sec;
+        let limit = RateLimit { per_period: rate, period: Duration::from_secs(1), burst: rate };
+        let key = format!("pace:{sender}");
+        loop {
+            match self.shared.rate_limit(&key, limit).await {
+                Ok(decision) if decision.allowed => return,
+                Ok(decision) => tokio::time::sleep(decision.retry_after.max(Duration::from_millis(1))).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "shared pacing unavailable; pacing this process alone");
+                    self.local_pacer.until_key_ready(&sender.to_owned()).await;
+                    return;
+                }
+            }
+        }
     }
 
     /// The worker settings.
@@ -140,7 +164,7 @@ impl Sender {
         }
         // Pace before the attempt is recorded, and renew the lease as it starts: the wait must not
         // eat into the time this worker holds the message.
-        self.pacer.until_key_ready(&message.from).await;
+        self.pace(&message.from).await;
         let now = now_ms();
         let Some(attempt) = self.store.begin_attempt(id, worker, now, now + self.config.lease.as_millis() as i64).await? else {
             return Ok(SendOutcome::Skipped);
