@@ -17,6 +17,19 @@ const DELIVERED: i64 = 4;
 const READ: i64 = 8;
 const FAILED: i64 = 16;
 const UNDELIVERED: i64 = 32;
+/// The message's delivery time is in the sum and the histogram (and is corrected whenever a
+/// later report moves its start or its delivery time).
+const TIMED: i64 = 64;
+
+/// From Twilio's acceptance to the delivery receipt. (`sent_at` is no start: a delivery receipt
+/// implies it, with the receipt's own time.)
+fn delivery_ms(l: &Lifecycle) -> Option<i64> {
+    l.delivered_at.zip(l.queued_at).map(|(delivered, accepted)| (delivered - accepted).max(0))
+}
+
+fn histogram_bucket(ms: i64) -> i64 {
+    HISTOGRAM_BOUNDS_MS.into_iter().find(|bound| ms <= *bound).unwrap_or(i64::MAX)
+}
 
 /// The all-phones rollup rows are split into this many shards (phone key `*0` … `*15`, chosen by
 /// message id) so that concurrent transitions do not all queue on one hot row; a query sums them.
@@ -55,6 +68,9 @@ pub(super) fn counted_flags(l: &Lifecycle) -> i64 {
     }
     if l.queued_at.is_some() || l.sent_at.is_some() {
         flags |= SENT;
+    }
+    if delivery_ms(l).is_some() {
+        flags |= TIMED;
     }
     if l.delivered_at.is_some() {
         flags |= DELIVERED;
@@ -111,12 +127,21 @@ pub(super) async fn record_counts(
     newly: i64,
     error_message: Option<&str>,
 ) -> Result<(), StoreError> {
-    if newly == 0 {
+    // A delivery time enters the rollups once, and moves with later corrections of its ends
+    // (a `read` that overtook its `delivered`, a `delivered` that overtook the worker's answer).
+    let recorded = (message.counted & TIMED != 0).then(|| delivery_ms(&message.lifecycle)).flatten();
+    let (time_sum, time_count, histogram) = match (recorded, delivery_ms(next)) {
+        (None, Some(ms)) => (ms, 1, vec![(histogram_bucket(ms), 1)]),
+        (Some(old), Some(new)) if old != new => {
+            let moved = histogram_bucket(old) != histogram_bucket(new);
+            (new - old, 0, if moved { vec![(histogram_bucket(old), -1), (histogram_bucket(new), 1)] } else { Vec::new() })
+        }
+        _ => (0, 0, Vec::new()),
+    };
+    if newly & !TIMED == 0 && time_sum == 0 && histogram.is_empty() {
         return Ok(());
     }
     let bit = |flag: i64| i64::from(newly & flag != 0);
-    let delivery_ms =
-        (newly & DELIVERED != 0).then(|| next.delivered_at.zip(next.queued_at.or(next.sent_at)).map(|(d, s)| (d - s).max(0))).flatten();
     let newly_failed = newly & (FAILED | UNDELIVERED) != 0 && message.counted & (FAILED | UNDELIVERED) == 0;
     for granularity in [Granularity::Hour, Granularity::Day] {
         let bucket = granularity.bucket_start(message.created_at);
@@ -141,16 +166,15 @@ pub(super) async fn record_counts(
             .bind(bit(READ))
             .bind(bit(FAILED))
             .bind(bit(UNDELIVERED))
-            .bind(delivery_ms.unwrap_or(0))
-            .bind(i64::from(delivery_ms.is_some()))
+            .bind(time_sum)
+            .bind(time_count)
             .execute(&mut *conn)
             .await?;
-            if let Some(ms) = delivery_ms {
-                let le = HISTOGRAM_BOUNDS_MS.into_iter().find(|bound| ms <= *bound).unwrap_or(i64::MAX);
-                upsert_count(conn, "delivery_time_histogram", "le_ms", granularity, bucket, phone, le).await?;
+            for (le, delta) in &histogram {
+                upsert_count(conn, "delivery_time_histogram", "le_ms", granularity, bucket, phone, *le, *delta).await?;
             }
             if newly_failed {
-                upsert_count(conn, "delivery_errors", "error_code", granularity, bucket, phone, next.error_code.unwrap_or(0)).await?;
+                upsert_count(conn, "delivery_errors", "error_code", granularity, bucket, phone, next.error_code.unwrap_or(0), 1).await?;
             }
         }
     }
@@ -186,6 +210,7 @@ pub(super) async fn record_counts(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn upsert_count(
     conn: &mut sqlx::AnyConnection,
     table: &str,
@@ -194,15 +219,17 @@ async fn upsert_count(
     bucket: i64,
     phone: &str,
     value: i64,
+    delta: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO {table} (granularity, bucket_start, phone, {key}, count) VALUES ($1, $2, $3, $4, 1) \
-         ON CONFLICT (granularity, phone, bucket_start, {key}) DO UPDATE SET count = {table}.count + 1"
+        "INSERT INTO {table} (granularity, bucket_start, phone, {key}, count) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (granularity, phone, bucket_start, {key}) DO UPDATE SET count = {table}.count + excluded.count"
     )))
     .bind(granularity.as_str().to_owned())
     .bind(bucket)
     .bind(phone.to_owned())
     .bind(value)
+    .bind(delta)
     .execute(&mut *conn)
     .await?;
     Ok(())
