@@ -239,3 +239,27 @@ async fn sends_from_one_sender_are_paced_to_the_configured_rate() {
     let first_second = accepted.iter().filter(|t| **t - accepted[0] < time::Duration::milliseconds(1_000)).count();
     assert!(first_second <= 10, "{first_second} sends within the first second at 5/s with a burst of 5");
 }
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_the_send_in_flight() {
+    let app = TestApp::spawn().await;
+    app.open_window("+14155550190");
+    app.emulator.set_behaviour("+14155550190", Behaviour { latency_ms: Some(800), ..Default::default() });
+    let id = app.send_ok(text_message("+14155550190")).await;
+    // Twilio has the request and is still answering when the shutdown comes.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while app.emulator.counters().created_to("+14155550190") == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the send never reached the emulator");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut app = app;
+    app.stop().await;
+    let store = app.reopen_store().await;
+    let message = store.message(id.parse().unwrap()).await.unwrap().unwrap();
+    let attempts = store.attempts(message.id).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].outcome, "accepted", "the send in flight was finished, not abandoned: {attempts:?}");
+    assert!(!message.status().is_sendable(), "recorded as accepted by Twilio: {:?}", message.status());
+    assert!(message.message_sid.is_some());
+    store.close().await;
+}

@@ -29,6 +29,7 @@ pub struct TestApp {
     handle: Option<JoinHandle<anyhow::Result<()>>>,
     dir: PathBuf,
     pg_database: Option<String>,
+    database_url: String,
 }
 
 /// Which backends the suite runs against: `WG_TEST_BACKEND=postgres` selects PostgreSQL + Redis
@@ -113,7 +114,7 @@ impl TestApp {
             None => format!("sqlite://{}/gateway.db", dir.display()),
         };
         let mut vars: HashMap<String, String> = [
-            ("DATABASE_URL", database_url),
+            ("DATABASE_URL", database_url.clone()),
             ("BIND_ADDR", "127.0.0.1:0".to_owned()),
             ("JWT_SECRET", JWT_SECRET.to_owned()),
             ("RETRY_BASE_MS", "50".to_owned()),
@@ -146,7 +147,7 @@ impl TestApp {
         let token = whatsapp_gateway::http::mint_token(&JWT_SECRET.to_owned().into(), "test-suite", 3600).unwrap();
         let cert = reqwest::Certificate::from_pem(&std::fs::read(fixture("tls-ca.pem")).unwrap()).unwrap();
         let http = reqwest::Client::builder().add_root_certificate(cert).build().unwrap();
-        Self { backend, base_url, http, token, emulator, gateway, shutdown, handle: Some(handle), dir, pg_database }
+        Self { backend, base_url, http, token, emulator, gateway, shutdown, handle: Some(handle), dir, pg_database, database_url }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -202,6 +203,20 @@ impl TestApp {
         let (status, body) = self.get_json(&format!("/api/v1/whatsapp/delivery-metrics{query}")).await;
         assert_eq!(status, 200, "{body}");
         body
+    }
+
+    /// Stops the application gracefully (as on SIGTERM) and waits until it has finished; its
+    /// database stays, for [`reopen_store`](Self::reopen_store).
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(handle) = self.handle.take() {
+            handle.await.expect("the server task does not panic").expect("the server stops cleanly");
+        }
+    }
+
+    /// A new connection to this app's database (its own pool closes when it stops).
+    pub async fn reopen_store(&self) -> whatsapp_gateway::store::Store {
+        whatsapp_gateway::store::Store::connect(&self.database_url).await.expect("the database is still there")
     }
 
     pub fn open_window(&self, phone: &str) {
