@@ -25,21 +25,27 @@ fn per_minute(per_min: u32, burst: u32) -> RateLimit {
 }
 
 /// Which bucket a request counts against, and its limit.
-fn bucket(state: &AppState, request: &Request) -> Option<(String, RateLimit)> {
+fn bucket(state: &AppState, request: &mut Request) -> Option<(String, RateLimit)> {
     let path = request.uri().path();
     let limits = &state.rate_limits;
-    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-    let ip = || state.transport.client_ip(request.headers(), peer).map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
     if !path.starts_with("/api/") || path.starts_with(crate::webhooks::STATUS_PATH) || path.starts_with(crate::webhooks::INBOUND_PATH) {
         return None;
     }
     let (endpoint, per_min) = if path == "/api/v1/whatsapp/send" { ("send", limits.send_per_min) } else { ("api", limits.api_per_min) };
     // Verified subjects get their own bucket; anything else is counted against its IP, so bad
     // tokens cannot be used to exhaust someone else's quota or to guess tokens at full speed.
-    let subject = bearer(request.headers()).and_then(|token| state.jwt.verify(token).ok()).map(|claims| claims.sub);
-    let key = match subject {
-        Some(sub) => format!("{endpoint}:sub:{sub}"),
-        None => format!("{endpoint}:ip:{}", ip()),
+    let key = match bearer(request.headers()).and_then(|token| state.jwt.verify(token).ok()) {
+        Some(claims) => {
+            let key = format!("{endpoint}:sub:{}", claims.sub);
+            // The handler's `Claims` extractor takes these instead of verifying the token again.
+            request.extensions_mut().insert(claims);
+            key
+        }
+        None => {
+            let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+            let ip = state.transport.client_ip(request.headers(), peer).map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+            format!("{endpoint}:ip:{ip}")
+        }
     };
     Some((key, per_minute(per_min, limits.burst)))
 }
@@ -90,8 +96,8 @@ pub async fn webhook_refusal(state: &AppState, headers: &HeaderMap, peer: Option
 }
 
 /// Counts the request and refuses it with 429 when its bucket is empty.
-pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some((key, limit)) = bucket(&state, &request) else { return next.run(request).await };
+pub async fn limit(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let Some((key, limit)) = bucket(&state, &mut request) else { return next.run(request).await };
     let decision = match state.shared.rate_limit(&key, limit).await {
         Ok(decision) => decision,
         Err(e) => {
