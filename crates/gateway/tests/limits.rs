@@ -128,7 +128,7 @@ async fn webhook_rate_limit_counts_refused_requests_per_ip_and_never_signed_ones
 
 #[tokio::test]
 async fn the_database_still_guards_a_key_whose_shared_record_was_lost() {
-    use whatsapp_gateway::domain::{Content, MessageId, NewOutboundMessage, PhoneNumber, Priority};
+    use whatsapp_gateway::domain::NewOutboundMessage;
     use whatsapp_gateway::service::SendMode;
 
     let app = TestApp::spawn().await;
@@ -136,14 +136,8 @@ async fn the_database_still_guards_a_key_whose_shared_record_was_lost() {
     let first: Value = first.json().await.unwrap();
     // As if Redis had lost the record: the same scoped key reaches the store again.
     let again = NewOutboundMessage {
-        id: MessageId::new(),
-        to: PhoneNumber::parse("+14155550162").unwrap(),
-        content: Content::FreeForm { body: Some("x".into()), media_urls: vec![] },
-        priority: Priority::DEFAULT,
-        send_at: None,
-        reference: None,
-        metadata: None,
         idempotency_key: Some(whatsapp_gateway::http::idempotency_scope("test-suite", "lost-record")),
+        ..common::outbound("+14155550162")
     };
     let stored = app.gateway.send(again, SendMode::Queue).await.unwrap();
     assert_eq!(stored.id.to_string(), first["id"].as_str().unwrap(), "the earlier message is returned, no second one stored");
@@ -153,21 +147,12 @@ async fn the_database_still_guards_a_key_whose_shared_record_was_lost() {
 
 #[tokio::test]
 async fn an_idempotency_key_is_released_after_24_hours() {
-    use whatsapp_gateway::domain::{Content, MessageId, NewOutboundMessage, PhoneNumber, Priority};
+    use whatsapp_gateway::domain::NewOutboundMessage;
     use whatsapp_gateway::store::now_ms;
 
     let app = TestApp::spawn().await;
-    let message = |key: &str| NewOutboundMessage {
-        id: MessageId::new(),
-        to: PhoneNumber::parse("+14155550163").unwrap(),
-        content: Content::FreeForm { body: Some("x".into()), media_urls: vec![] },
-        priority: Priority::DEFAULT,
-        send_at: None,
-        reference: None,
-        metadata: None,
-        idempotency_key: Some(key.to_owned()),
-    };
-    let from = PhoneNumber::parse("+14155238886").unwrap();
+    let message = |key: &str| NewOutboundMessage { idempotency_key: Some(key.to_owned()), ..common::outbound("+14155550163") };
+    let from = common::sender();
     let store = app.gateway.store();
     let day = 24 * 3_600_000;
     let (old, created) = store.insert_outbound(&message("k"), &from, now_ms() - day - 60_000).await.unwrap();

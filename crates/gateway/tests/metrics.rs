@@ -4,29 +4,16 @@
 mod common;
 
 use common::TestApp;
+use whatsapp_gateway::domain::MessageStatus;
 use whatsapp_gateway::domain::status::StatusEvent;
-use whatsapp_gateway::domain::{Content, MessageId, MessageStatus, NewOutboundMessage, PhoneNumber, Priority};
 use whatsapp_gateway::store::{AttemptOutcome, Granularity, MessageRef, StatusSource, now_ms};
 
 #[tokio::test]
 async fn delivery_time_is_recorded_once_both_ends_are_known_and_follows_corrections() {
     let app = TestApp::spawn_with(common::TestOptions { vars: vec![("WORKER_CONCURRENCY", "1".into())], ..Default::default() }).await;
     let store = app.gateway.store();
-    let id = MessageId::new();
-    let message = NewOutboundMessage {
-        id,
-        to: PhoneNumber::parse("+14155550180").unwrap(),
-        content: Content::FreeForm { body: Some("x".into()), media_urls: vec![] },
-        priority: Priority::DEFAULT,
-        send_at: Some(now_ms() + 3_600_000),
-        reference: None,
-        metadata: None,
-        idempotency_key: None,
-    };
     let t0 = now_ms();
-    store.insert_outbound(&message, &PhoneNumber::parse("+14155238886").unwrap(), t0).await.unwrap();
-    store.claim_message(id, "w", t0 + 3_600_001, t0 + 3_700_000).await.unwrap().expect("claimed");
-    let attempt = store.begin_attempt(id, "w", t0, t0 + 3_700_000).await.unwrap().unwrap();
+    let (id, attempt) = common::in_flight(store, "+14155550180", "w").await;
     let sid = "SM00000000000000000000000000000180";
     let target = MessageRef { id: Some(id), sid: sid.into() };
     let delivered = |at| StatusEvent { status: MessageStatus::Delivered, at, error_code: None };

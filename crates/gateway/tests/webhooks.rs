@@ -159,7 +159,6 @@ async fn auto_reply_answers_with_twiml() {
 
 #[tokio::test]
 async fn callback_for_an_unknown_sid_is_kept_until_the_sid_is_recorded() {
-    use whatsapp_gateway::domain::{Content, MessageId, NewOutboundMessage, PhoneNumber, Priority};
     use whatsapp_gateway::store::{AttemptOutcome, StatusSource, now_ms};
 
     let app = TestApp::spawn_with(common::TestOptions { vars: vec![("WORKER_CONCURRENCY", "1".into())], ..Default::default() }).await;
@@ -169,21 +168,7 @@ async fn callback_for_an_unknown_sid_is_kept_until_the_sid_is_recorded() {
 
     // A message whose send is recorded by hand, as a worker would after Twilio's answer.
     let store = app.gateway.store();
-    let id = MessageId::new();
-    let message = NewOutboundMessage {
-        id,
-        to: PhoneNumber::parse("+14155550144").unwrap(),
-        content: Content::FreeForm { body: Some("x".into()), media_urls: vec![] },
-        priority: Priority::DEFAULT,
-        send_at: Some(now_ms() + 3_600_000),
-        reference: None,
-        metadata: None,
-        idempotency_key: None,
-    };
-    store.insert_outbound(&message, &PhoneNumber::parse("+14155238886").unwrap(), now_ms()).await.unwrap();
-    let claim = store.claim_message(id, "test-worker", now_ms() + 3_600_001, now_ms() + 3_700_000).await.unwrap();
-    assert!(claim.is_some());
-    let attempt = store.begin_attempt(id, "test-worker", now_ms(), now_ms() + 3_700_000).await.unwrap().unwrap();
+    let (id, attempt) = common::in_flight(store, "+14155550144", "test-worker").await;
     store.record_accepted(id, attempt, AttemptOutcome::Accepted, SID, StatusSource::Worker, now_ms()).await.unwrap();
 
     let status = app.delivery_status(&id.to_string()).await;

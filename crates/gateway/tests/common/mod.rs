@@ -248,6 +248,38 @@ pub fn applied_history(status: &Value) -> Vec<String> {
         .collect()
 }
 
+/// A free-form outbound message to `to`, as the API would build it.
+pub fn outbound(to: &str) -> whatsapp_gateway::domain::NewOutboundMessage {
+    use whatsapp_gateway::domain::{Content, MessageId, NewOutboundMessage, PhoneNumber, Priority};
+    NewOutboundMessage {
+        id: MessageId::new(),
+        to: PhoneNumber::parse(to).unwrap(),
+        content: Content::FreeForm { body: Some("x".into()), media_urls: vec![] },
+        priority: Priority::DEFAULT,
+        send_at: None,
+        reference: None,
+        metadata: None,
+        idempotency_key: None,
+    }
+}
+
+/// The sandbox sender the tests send from.
+pub fn sender() -> whatsapp_gateway::domain::PhoneNumber {
+    whatsapp_gateway::domain::PhoneNumber::parse("+14155238886").unwrap()
+}
+
+/// Stores a message to `to` held back an hour (so no worker takes it), claims it for `worker`
+/// and records attempt 1 as leaving, as a worker does just before calling Twilio.
+pub async fn in_flight(store: &whatsapp_gateway::store::Store, to: &str, worker: &str) -> (whatsapp_gateway::domain::MessageId, i64) {
+    use whatsapp_gateway::store::now_ms;
+    let now = now_ms();
+    let message = whatsapp_gateway::domain::NewOutboundMessage { send_at: Some(now + 3_600_000), ..outbound(to) };
+    store.insert_outbound(&message, &sender(), now).await.unwrap();
+    store.claim_message(message.id, worker, now + 3_600_001, now + 3_700_000).await.unwrap().expect("claimed");
+    let attempt = store.begin_attempt(message.id, worker, now, now + 3_700_000).await.unwrap().expect("lease held");
+    (message.id, attempt)
+}
+
 /// Path of a file in `tests/fixtures`.
 pub fn fixture(name: &str) -> String {
     format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
