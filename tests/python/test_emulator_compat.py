@@ -1,7 +1,7 @@
 """Compatibility of the Twilio emulator with Twilio's official Python library.
 
-The emulator runs as a subprocess (command in ``EMULATOR_CMD``, default the ``serve`` example
-built by ``cargo build -p twilio-emulator --examples``) on ``EMULATOR_BIND_ADDR=127.0.0.1:0``;
+The emulator runs as a subprocess (command in ``EMULATOR_CMD``, default ``whatsapp-gateway emulator``
+from cargo's debug directory, see ``binaries.py``) on ``EMULATOR_BIND_ADDR=127.0.0.1:0``;
 its URL is read from the one line it prints. ``twilio.rest.Client`` talks to it with
 ``client.api.base_url`` overridden, and a small HTTP server on 127.0.0.1 receives its status
 callbacks and inbound webhooks and checks each with ``twilio.request_validator.RequestValidator``.
@@ -26,6 +26,8 @@ import pytest
 from twilio.base.exceptions import TwilioRestException
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
+
+from binaries import gateway_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
@@ -122,7 +124,7 @@ def _read_listening_line(process: subprocess.Popen) -> str:
 
 @pytest.fixture(scope="module")
 def emulator(webhooks):
-    command = shlex.split(os.environ.get("EMULATOR_CMD", "target/debug/examples/serve"))
+    command = shlex.split(os.environ.get("EMULATOR_CMD", f"{gateway_binary()} emulator"))
     executable = ROOT / command[0]
     if executable.exists():
         command[0] = str(executable)
@@ -142,7 +144,7 @@ def emulator(webhooks):
         )
     except FileNotFoundError as error:
         raise AssertionError(
-            f"cannot start {command!r} ({error}); build it with `cargo build -p twilio-emulator --examples` "
+            f"cannot start {command!r} ({error}); build it with `cargo build -p whatsapp-gateway` "
             "or set EMULATOR_CMD"
         ) from error
     line = _read_listening_line(process)

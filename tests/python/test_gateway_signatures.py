@@ -31,6 +31,8 @@ from urllib.parse import quote, quote_plus, urlencode, urlsplit
 import pytest
 from twilio.request_validator import RequestValidator
 
+from binaries import gateway_binary
+
 try:  # a dependency of twilio (through aiohttp); the validator reads it with getall()
     from multidict import MultiDict
 except ImportError:  # pragma: no cover - fallback with the same interface
@@ -182,7 +184,7 @@ class Gateway:
     """`whatsapp-gateway serve` as a subprocess with one PUBLIC_BASE_URL."""
 
     def __init__(self, public_base_url: str) -> None:
-        binary = Path(os.environ.get("GATEWAY_BIN", ROOT / "target" / "debug" / "whatsapp-gateway"))
+        binary = gateway_binary()
         if not binary.exists():
             raise AssertionError(f"{binary} is missing: build it with `cargo build -p whatsapp-gateway`")
         self.dir = Path(tempfile.mkdtemp(prefix="wg-sig-"))

@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 
 use crate::config::Config;
 use crate::startup::{Application, RunOptions};
-use crate::store::Store;
+use crate::store::{Store, StoreOptions};
 
 /// Send WhatsApp messages through Twilio and know what became of every one of them.
 #[derive(Debug, Parser)]
@@ -35,6 +35,7 @@ pub enum Command {
     /// Apply database migrations and exit.
     Migrate,
     /// Run the standalone Twilio emulator (EMULATOR_BIND_ADDR, default 127.0.0.1:4010).
+    #[cfg(feature = "emulator")]
     Emulator,
     /// Print a bearer token signed with JWT_SECRET (or the development secret).
     Token {
@@ -60,6 +61,7 @@ pub async fn main() -> ExitCode {
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
+    #[cfg(feature = "emulator")]
     if let Command::Emulator = command {
         crate::telemetry::init(false);
         let bind: SocketAddr = std::env::var("EMULATOR_BIND_ADDR")
@@ -101,15 +103,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
             app.run_until_stopped(true).await
         }
         Command::Migrate => {
-            let store = Store::connect(config.database_url.expose_secret()).await?;
+            let store = Store::connect(config.database_url.expose_secret(), &StoreOptions::default()).await?;
             store.migrate().await?;
             println!("migrations applied");
             Ok(())
         }
         Command::Token { sub, ttl } => {
-            println!("{}", crate::http::mint_token(&config.jwt_secret, &sub, ttl)?);
+            println!("{}", crate::security::mint_token(&config.jwt_secret, &sub, ttl)?);
             Ok(())
         }
+        #[cfg(feature = "emulator")]
         Command::Emulator => unreachable!("handled above"),
     }
 }

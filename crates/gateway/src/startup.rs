@@ -7,26 +7,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum_server::tls_rustls::RustlsConfig;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use twilio_emulator::{Emulator, EmulatorConfig};
 
 use crate::config::Config;
-use crate::http::transport::TransportPolicy;
-use crate::http::{self, AppState, JwtKeys};
+use crate::http::{self, paths};
 use crate::queue::{JobQueue, RedisQueue, SqlQueue};
+use crate::security::{JwtKeys, SignatureConfig, TransportPolicy};
 use crate::service::{Gateway, InboundHandler};
-use crate::shared::{MemoryState, RedisState, SharedState};
-use crate::store::Store;
+use crate::shared::{MemoryState, RedisConnection, RedisState, SharedState};
+use crate::state::AppState;
+use crate::store::{Store, StoreOptions};
 use crate::twilio::TwilioClient;
-use crate::webhooks::{INBOUND_PATH, STATUS_PATH, SignatureConfig};
-use crate::worker::{self, Sender};
-use axum_server::tls_rustls::RustlsConfig;
-
-/// Path under which the built-in emulator is served when no Twilio credentials are set.
-pub const EMULATOR_PREFIX: &str = "/emulator";
+use crate::worker::{self, Loops, Sender};
 
 /// What this process runs.
 #[derive(Default)]
@@ -35,9 +31,6 @@ pub struct RunOptions {
     pub api: bool,
     /// Run the worker pool (and the sweeper).
     pub workers: bool,
-    /// Settings of the built-in emulator (used only without Twilio credentials); from the
-    /// `EMULATOR_*` environment variables when `None`.
-    pub emulator: Option<EmulatorConfig>,
     /// Extra handlers for incoming messages.
     pub inbound_handlers: Vec<Arc<dyn InboundHandler>>,
 }
@@ -49,17 +42,59 @@ pub struct Application {
     base_url: String,
     router: axum::Router,
     gateway: Gateway,
-    emulator: Option<Emulator>,
+    embedded_emulator: bool,
     shutdown: CancellationToken,
     workers: Option<JoinSet<()>>,
     ready: Arc<AtomicBool>,
     tls: Option<RustlsConfig>,
 }
 
+/// Where messages go: Twilio (or an emulator named by `TWILIO_API_BASE_URL`), or the built-in
+/// emulator.
+struct Twilio {
+    client: TwilioClient,
+    tokens: Vec<SecretString>,
+    emulator: Option<axum::Router>,
+}
+
+fn twilio(config: &Config, public_base_url: &str, base_url: &str) -> anyhow::Result<Twilio> {
+    if let Some(t) = &config.twilio {
+        let client = TwilioClient::new(&t.api_base_url, &t.account_sid, t.auth_token.clone(), t.request_timeout)?;
+        let tokens = std::iter::once(t.auth_token.clone()).chain(t.secondary_auth_token.clone()).collect();
+        tracing::info!(api = %t.api_base_url, account_sid = %t.account_sid, "sending through Twilio");
+        return Ok(Twilio { client, tokens, emulator: None });
+    }
+    embedded(config, public_base_url, base_url)
+}
+
+#[cfg(feature = "emulator")]
+fn embedded(config: &Config, public_base_url: &str, base_url: &str) -> anyhow::Result<Twilio> {
+    use crate::embedded_emulator::{EMULATOR_PREFIX, start};
+    let emulator = start(format!("{public_base_url}{}", paths::INBOUND_WEBHOOK), config.whatsapp_from.as_e164())
+        .context("invalid EMULATOR_* configuration")?;
+    let api = format!("{base_url}{EMULATOR_PREFIX}");
+    tracing::warn!(
+        emulator = %api,
+        "no Twilio credentials (TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN): messages go to the built-in Twilio emulator, not to WhatsApp"
+    );
+    let client = TwilioClient::new(&api, &emulator.account_sid, emulator.auth_token.clone(), config.twilio_timeout)?;
+    Ok(Twilio { client, tokens: vec![emulator.auth_token], emulator: Some(emulator.router) })
+}
+
+#[cfg(not(feature = "emulator"))]
+fn embedded(_config: &Config, _public_base_url: &str, _base_url: &str) -> anyhow::Result<Twilio> {
+    anyhow::bail!("invalid configuration: TWILIO_ACCOUNT_SID: required (this build has no built-in Twilio emulator)")
+}
+
 impl Application {
     /// Connects, migrates, binds and wires everything; workers start at once when asked for.
     pub async fn build(config: Config, options: RunOptions) -> anyhow::Result<Self> {
-        let store = Store::connect(config.database_url.expose_secret()).await.context("cannot connect to DATABASE_URL")?;
+        let store_options = StoreOptions {
+            max_connections: config.database.max_connections,
+            acquire_timeout: config.database.acquire_timeout,
+            max_batch: config.database.max_batch,
+        };
+        let store = Store::connect(config.database_url.expose_secret(), &store_options).await.context("cannot connect to DATABASE_URL")?;
         store.migrate().await.context("cannot migrate the database")?;
         let listener = TcpListener::bind(config.bind_addr).await.with_context(|| format!("cannot bind BIND_ADDR {}", config.bind_addr))?;
         let local_addr = listener.local_addr()?;
@@ -73,52 +108,17 @@ impl Application {
         };
         let base_url = format!("{}://{local_addr}", if tls.is_some() { "https" } else { "http" });
         let public_base_url = config.public_base_url.clone().unwrap_or_else(|| base_url.clone());
-
-        let (client, tokens, emulator) = match &config.twilio {
-            Some(t) => {
-                let client = TwilioClient::new(&t.api_base_url, &t.account_sid, t.auth_token.clone(), t.request_timeout)?;
-                let tokens = std::iter::once(t.auth_token.clone()).chain(t.secondary_auth_token.clone()).collect();
-                tracing::info!(api = %t.api_base_url, account_sid = %t.account_sid, "sending through Twilio");
-                (client, tokens, None)
-            }
-            None => {
-                let mut emulator_config = match options.emulator {
-                    Some(c) => c,
-                    None => {
-                        let mut c = EmulatorConfig::from_env().context("invalid EMULATOR_* configuration")?;
-                        // The emulator's token signs the webhooks this gateway accepts: never the
-                        // well-known default on a served port.
-                        if std::env::var_os("EMULATOR_AUTH_TOKEN").is_none() {
-                            c.auth_token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
-                        }
-                        c
-                    }
-                };
-                emulator_config.inbound_webhook_url.get_or_insert_with(|| format!("{public_base_url}{INBOUND_PATH}"));
-                emulator_config.business_number = config.whatsapp_from.as_e164().to_owned();
-                let emulator = Emulator::new(emulator_config);
-                let api = format!("{base_url}{EMULATOR_PREFIX}");
-                tracing::warn!(
-                    emulator = %api,
-                    "no Twilio credentials (TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN): messages go to the built-in Twilio emulator, not to WhatsApp"
-                );
-                let token = SecretString::from(emulator.auth_token().to_owned());
-                let client = TwilioClient::new(&api, emulator.account_sid(), token.clone(), config.twilio_timeout)?;
-                (client, vec![token], Some(emulator))
-            }
-        };
+        let twilio = twilio(&config, &public_base_url, &base_url)?;
         let from = config.twilio.as_ref().map_or_else(|| config.whatsapp_from.clone(), |t| t.whatsapp_from.clone());
 
         let (queue, shared): (Arc<dyn JobQueue>, Arc<dyn SharedState>) = match &config.redis_url {
             Some(url) => {
                 let url = url.expose_secret();
                 // One multiplexed connection (or cluster connection) serves the queue and the shared state.
-                let conn = crate::shared::RedisConnection::connect(url, config.redis_cluster)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cannot connect to REDIS_URL: {e}"))?;
-                let queue =
-                    RedisQueue::from_connection(conn.clone(), &config.redis_prefix).context("invalid configuration: REDIS_KEY_PREFIX")?;
-                let shared = RedisState::from_connection(conn, &config.redis_prefix).context("invalid configuration: REDIS_KEY_PREFIX")?;
+                let conn = RedisConnection::connect(url, config.redis_cluster).await.context("cannot connect to REDIS_URL")?;
+                let queue = RedisQueue::new(conn.clone(), &config.redis_prefix, store.clone(), url)
+                    .context("invalid configuration: REDIS_KEY_PREFIX")?;
+                let shared = RedisState::new(conn, &config.redis_prefix).context("invalid configuration: REDIS_KEY_PREFIX")?;
                 tracing::info!(prefix = %config.redis_prefix, cluster = config.redis_cluster, "queue and shared state in Redis");
                 (Arc::new(queue), Arc::new(shared))
             }
@@ -126,32 +126,38 @@ impl Application {
         };
         let sender = Arc::new(Sender::new(
             store.clone(),
-            queue.clone(),
-            client,
+            queue,
+            twilio.client,
             from,
-            format!("{public_base_url}{STATUS_PATH}"),
+            format!("{public_base_url}{}", paths::STATUS_CALLBACK),
             config.worker.clone(),
             shared.clone(),
         ));
-        let gateway = Gateway::new(store.clone(), queue.clone(), sender.clone(), options.inbound_handlers, config.inbound.clone());
+        let gateway = Gateway::new(store.clone(), sender.clone(), options.inbound_handlers, config.inbound.clone());
         let ready = Arc::new(AtomicBool::new(true));
         let state = AppState {
             gateway: gateway.clone(),
             jwt: Arc::new(JwtKeys::from_config(&config)?),
-            signatures: Arc::new(SignatureConfig { public_base_url: public_base_url.trim_end_matches('/').to_owned(), tokens }),
+            signatures: Arc::new(SignatureConfig {
+                public_base_url: public_base_url.trim_end_matches('/').to_owned(),
+                tokens: twilio.tokens,
+            }),
             ready: ready.clone(),
             shared,
             rate_limits: config.rate_limits.clone(),
             transport: TransportPolicy { tls: tls.is_some(), require_https: config.require_https, trust_proxy: config.trust_proxy },
         };
-        http::prometheus_handle();
+        crate::telemetry::metrics::prometheus_handle();
         let mut router = if options.api { http::router(state) } else { http::ops_router(state) };
-        if let Some(emulator) = &emulator {
-            router = router.nest(EMULATOR_PREFIX, emulator.router().layer(axum::middleware::from_fn(loopback_only)));
+        let embedded_emulator = twilio.emulator.is_some();
+        #[cfg(feature = "emulator")]
+        if let Some(emulator) = twilio.emulator {
+            router = router.nest(crate::embedded_emulator::EMULATOR_PREFIX, emulator);
         }
         let shutdown = CancellationToken::new();
-        let workers = options.workers.then(|| worker::spawn_pool(sender, queue, store, shutdown.clone()));
-        Ok(Self { listener, local_addr, base_url, router, gateway, emulator, shutdown, workers, ready, tls })
+        let loops = Loops { sweeper: config.redis_url.is_some() };
+        let workers = options.workers.then(|| worker::spawn_pool(sender, store, loops, shutdown.clone()));
+        Ok(Self { listener, local_addr, base_url, router, gateway, embedded_emulator, shutdown, workers, ready, tls })
     }
 
     /// The address the server is bound to.
@@ -164,14 +170,14 @@ impl Application {
         &self.base_url
     }
 
-    /// The gateway's operations (for embedding and tests).
+    /// The gateway's operations (for embedding).
     pub fn gateway(&self) -> &Gateway {
         &self.gateway
     }
 
-    /// The built-in emulator, when no Twilio credentials are configured.
-    pub fn emulator(&self) -> Option<&Emulator> {
-        self.emulator.as_ref()
+    /// Whether messages go to the built-in emulator (no Twilio credentials are set).
+    pub fn uses_embedded_emulator(&self) -> bool {
+        self.embedded_emulator
     }
 
     /// Cancelling this token stops the application gracefully.
@@ -219,20 +225,8 @@ impl Application {
                 tracing::warn!("workers did not finish within 30 s; their leases will expire and another worker will reconcile");
             }
         }
-        self.gateway.store().close().await;
+        self.gateway.close().await;
         Ok(())
-    }
-}
-
-/// The built-in emulator (and its control endpoints, which inject signed webhooks) answers only
-/// clients on this machine.
-async fn loopback_only(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
-    use axum::response::IntoResponse as _;
-    let peer = request.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    if peer.is_some_and(|ip| ip.is_loopback()) {
-        next.run(request).await
-    } else {
-        crate::error::ApiError::Forbidden("the built-in Twilio emulator only answers clients on this machine".into()).into_response()
     }
 }
 

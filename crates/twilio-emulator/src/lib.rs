@@ -79,6 +79,8 @@ pub(crate) struct Shared {
     counters: CounterSet,
     /// Cancelled when [`Emulator::serve`] stops; ends pending lifecycles.
     tasks: CancellationToken,
+    /// Lifecycles (and single callbacks) still running: statuses to change or callbacks to send.
+    active: Arc<std::sync::atomic::AtomicUsize>,
     /// `XE…`: the WhatsApp sender's channel install SID, fixed per emulator.
     channel_install_sid: String,
     /// `MG…`: the default Messaging Service SID Twilio shows when none was used.
@@ -115,6 +117,7 @@ impl Emulator {
             limits,
             counters: CounterSet::default(),
             tasks: CancellationToken::new(),
+            active: Arc::default(),
             channel_install_sid: model::new_sid("XE"),
             default_service_sid: model::new_sid("MG"),
             config,
@@ -178,6 +181,12 @@ impl Emulator {
     /// Closes the window for `recipient_e164`.
     pub fn close_window(&self, recipient_e164: &str) {
         self.shared.windows.close(recipient_e164);
+    }
+
+    /// How many messages still have statuses to change or callbacks to send (0: nothing more
+    /// will reach the gateway unless asked).
+    pub fn active_lifecycles(&self) -> usize {
+        self.shared.active.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The current status of message `sid`, if it exists.

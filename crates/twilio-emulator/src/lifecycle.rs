@@ -72,10 +72,28 @@ pub(crate) struct CallbackMode {
     pub reorder: bool,
 }
 
+/// Counts a running lifecycle until dropped.
+struct Active(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Active {
+    fn start(shared: &Shared) -> Self {
+        shared.active.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Self(shared.active.clone())
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// Starts the lifecycle of message `sid` on its own tasks.
 pub(crate) fn spawn(shared: Arc<Shared>, sid: String, steps: Vec<Step>, callback_url: Option<String>, mode: CallbackMode) {
     let shutdown = shared.tasks.clone();
+    let active = Active::start(&shared);
     tokio::spawn(async move {
+        let _active = active;
         tokio::select! {
             () = run(shared, sid, steps, callback_url, mode) => {}
             () = shutdown.cancelled() => {}
@@ -129,7 +147,9 @@ pub(crate) fn spawn_single(shared: Arc<Shared>, snapshot: Message) {
     let Some(url) = snapshot.status_callback.clone() else {
         return;
     };
+    let active = Active::start(&shared);
     tokio::spawn(async move {
+        let _active = active;
         let hook = Webhook::new(url, status_params(&shared, &snapshot));
         hook.deliver(&shared, snapshot.status.as_str()).await;
     });

@@ -1,9 +1,9 @@
 //! Per-phone delivery health, from the counts the store keeps for each recipient.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How well messages to one phone number are doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PhoneHealth {
     /// Few or no failures.

@@ -45,7 +45,7 @@ impl fmt::Display for MessageId {
 }
 
 /// A Twilio message SID: `SM` or `MM` followed by 32 hex digits.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct MessageSid(String);
 

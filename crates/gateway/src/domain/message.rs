@@ -2,8 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{MessageId, PhoneNumber, Priority};
-use crate::domain::status::UnixMillis;
+use super::clock::UnixMillis;
+use super::ids::MessageId;
+use super::phone::PhoneNumber;
+use super::priority::Priority;
 
 /// Whether a message was sent by us or received from a user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -26,11 +28,7 @@ impl Direction {
 
     /// Parses the stored name.
     pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "outbound" => Some(Self::Outbound),
-            "inbound" => Some(Self::Inbound),
-            _ => None,
-        }
+        [Self::Outbound, Self::Inbound].into_iter().find(|d| d.as_str() == value)
     }
 }
 

@@ -3,16 +3,31 @@
 //! Handlers turn requests into these types before anything touches the database, so the layers
 //! below only ever see values that are already known to be valid ("parse, don't validate").
 
+pub mod attempt;
+pub mod clock;
+pub mod consent;
+pub mod error_codes;
+pub mod granularity;
 pub mod health;
 pub mod ids;
+pub mod inbound;
 pub mod message;
 pub mod phone;
 pub mod priority;
+pub mod rollup;
+pub mod source;
 pub mod status;
 
+pub use attempt::{AttemptOutcome, AttemptResult};
+pub use clock::{UnixMillis, now_ms};
+pub use consent::OptChange;
+pub use error_codes::{ErrorClass, classify_code};
+pub use granularity::Granularity;
 pub use health::PhoneHealth;
 pub use ids::{MessageId, MessageSid};
+pub use inbound::InboundMessage;
 pub use message::{Content, Direction, NewOutboundMessage};
 pub use phone::PhoneNumber;
 pub use priority::Priority;
+pub use source::StatusSource;
 pub use status::{Lifecycle, MessageStatus, StatusEvent};

@@ -16,8 +16,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// Milliseconds since the Unix epoch, UTC. The store keeps every time in this form.
-pub type UnixMillis = i64;
+use super::clock::UnixMillis;
 
 /// Every status a message can have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -96,6 +95,12 @@ impl MessageStatus {
             Self::Undelivered => 6,
             Self::Failed => 7,
         }
+    }
+
+    /// A bit of its own, for sets of statuses kept in one integer (the callbacks a message has
+    /// received).
+    pub fn bit(self) -> i64 {
+        1 << Self::ALL.iter().position(|s| *s == self).unwrap_or(0)
     }
 
     /// Whether nothing can move the message any further.

@@ -20,14 +20,8 @@ use axum::http::header::{self, HeaderName};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use super::AppState;
-
-/// Where the page is served.
-pub const DASHBOARD_PATH: &str = "/dashboard";
-/// Where the page's script is served.
-pub const DASHBOARD_SCRIPT_PATH: &str = "/dashboard.js";
-/// Where the page's style sheet is served.
-pub const DASHBOARD_STYLE_PATH: &str = "/dashboard.css";
+use super::paths;
+use crate::state::AppState;
 
 /// The policy sent with the page and its assets: scripts, styles and API calls from this origin
 /// only, nothing inline, no plugins, no framing, no form submissions.
@@ -39,7 +33,7 @@ const SCRIPT: &str = include_str!("dashboard.js");
 const STYLE: &str = include_str!("dashboard.css");
 
 pub(super) fn router() -> Router<AppState> {
-    Router::new().route(DASHBOARD_PATH, get(page)).route(DASHBOARD_SCRIPT_PATH, get(script)).route(DASHBOARD_STYLE_PATH, get(style))
+    Router::new().route(paths::DASHBOARD, get(page)).route(paths::DASHBOARD_SCRIPT, get(script)).route(paths::DASHBOARD_STYLE, get(style))
 }
 
 /// An embedded file with its content type and the security headers.

@@ -1,10 +1,25 @@
-//! JSON request bodies: the content type is checked (415), and a deserialisation error becomes a
-//! problem detail naming the field's path (422), or a 400 for JSON that is not even well formed.
+//! Request bodies: the size limit (413), the content type (415), and JSON whose deserialisation
+//! error becomes a problem detail naming the field's path (422), or a 400 for JSON that is not
+//! even well formed.
 
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use serde::de::DeserializeOwned;
 
-use crate::error::{ApiError, FieldError};
+use super::problem::{ApiError, FieldError};
+
+/// Largest request body accepted anywhere (webhooks and API).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The problem for a body that could not be read: too large (413) or cut short (400).
+pub fn body_rejection(e: BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge(format!("the body is larger than the {} KiB this server accepts", MAX_BODY_BYTES / 1024))
+    } else {
+        ApiError::BadRequest(e.body_text())
+    }
+}
 
 /// Refuses a body that is not declared as JSON (415).
 pub fn check_json_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {

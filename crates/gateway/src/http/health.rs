@@ -1,32 +1,30 @@
 //! Operational endpoints: liveness, readiness, Prometheus metrics.
 
-use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use serde_json::json;
 
-use super::AppState;
-use super::openapi::{Liveness, Readiness};
+use super::dto::ops::{DependencyState, Liveness, Readiness};
+use super::paths;
+use crate::service::GatewayError;
+use crate::state::AppState;
+use crate::telemetry::metrics::prometheus_handle;
 
 pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(prometheus))
+    Router::new().route(paths::HEALTHZ, get(healthz)).route(paths::READYZ, get(readyz)).route(paths::METRICS, get(prometheus))
 }
 
-/// The process-wide Prometheus recorder, installed on first use.
-pub fn prometheus_handle() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        // Another recorder may already be installed (e.g. by an embedding application).
-        let _ = metrics::set_global_recorder(recorder);
-        handle
-    })
+fn state_of(result: Result<(), GatewayError>, what: &str) -> DependencyState {
+    match result {
+        Ok(()) => DependencyState::Ok,
+        Err(e) => {
+            tracing::warn!(error = %crate::telemetry::chain(&e), "readiness: {what} is not answering");
+            if matches!(e, GatewayError::Unavailable { .. }) { DependencyState::Unreachable } else { DependencyState::Failing }
+        }
+    }
 }
 
 /// Liveness: the process answers.
@@ -37,13 +35,13 @@ pub fn prometheus_handle() -> &'static PrometheusHandle {
     operation_id = "healthz",
     responses((status = 200, description = "The process is alive.", body = Liveness)),
 )]
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+async fn healthz() -> Json<Liveness> {
+    Json(Liveness { status: "ok".into() })
 }
 
 /// Readiness: the database, the queue and the shared state.
 ///
-/// Ready when the database, the queue and the shared state are reachable and the process is not
+/// Ready when the database, the queue and the shared state answer and the process is not
 /// shutting down.
 #[utoipa::path(
     get,
@@ -52,24 +50,24 @@ async fn healthz() -> Json<serde_json::Value> {
     operation_id = "readyz",
     responses(
         (status = 200, description = "Ready to serve.", body = Readiness),
-        (status = 503, description = "Not ready; the body says which dependency failed.", body = Readiness),
+        (status = 503, description = "Not ready; the body says which dependency is not answering.", body = Readiness),
     ),
 )]
-async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    // Causes go to the log; the unauthenticated answer only says what is down.
-    let database = state.gateway.store().ping().await.map_err(|e| unavailable("database", &e));
-    let queue = state.gateway.queue().depth().await.map_err(|e| unavailable("queue", &e));
-    let shared = state.shared.ping().await.map_err(|e| unavailable("shared state", &e));
+async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let health = state.gateway.health().await;
+    let database = state_of(health.database, "the database");
+    let queue = state_of(health.queue, "the queue");
+    let shared_state = match state.shared.ping().await {
+        Ok(()) => DependencyState::Ok,
+        Err(e) => {
+            tracing::warn!(error = %crate::telemetry::chain(&e), "readiness: the shared state is not answering");
+            DependencyState::Unreachable
+        }
+    };
+    let queue_depth = if database == DependencyState::Ok { state.gateway.backlog().await.ok().map(|b| b.sendable) } else { None };
     let accepting = state.ready.load(Ordering::Relaxed);
-    let ok = database.is_ok() && queue.is_ok() && shared.is_ok() && accepting;
-    let body = json!({
-        "status": if ok { "ready" } else { "not_ready" },
-        "database": database.err().unwrap_or_else(|| "ok".into()),
-        "queue": queue.as_ref().map(|_| "ok".to_owned()).unwrap_or_else(|e| e.clone()),
-        "queue_depth": queue.ok(),
-        "shared_state": shared.err().unwrap_or_else(|| "ok".into()),
-        "accepting": accepting,
-    });
+    let ok = [database, queue, shared_state].iter().all(|s| *s == DependencyState::Ok) && accepting;
+    let body = Readiness { status: if ok { "ready" } else { "not_ready" }.into(), database, queue, shared_state, queue_depth, accepting };
     (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
 }
 
@@ -79,13 +77,8 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::
     path = "/metrics",
     tag = "operations",
     operation_id = "prometheus_metrics",
-    responses((status = 200, description = "Every `gateway_*` metric.", body = String, content_type = "text/plain")),
+    responses((status = 200, description = "Every `gateway_*` series (listed in the architecture document).", body = String, content_type = "text/plain")),
 )]
 async fn prometheus() -> String {
     prometheus_handle().render()
-}
-
-fn unavailable(what: &str, error: &dyn std::fmt::Display) -> String {
-    tracing::warn!(error = %error, "readiness: {what} unavailable");
-    "unavailable".to_owned()
 }

@@ -8,9 +8,9 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
-use crate::error::ApiError;
+use super::problem::ApiError;
 use crate::shared::IdempotencyState;
+use crate::state::AppState;
 
 /// How long a completed answer is kept.
 pub const KEEP: Duration = Duration::from_secs(24 * 60 * 60);

@@ -5,20 +5,22 @@ use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use super::AppState;
-use super::auth::Claims;
-use super::dto::{DeliveryStatus, MessageResource, parse_rfc3339};
+use super::dto::{DeliveryStatusView, MessagePage, MessageResource, parse_rfc3339};
+use super::paths;
+use super::problem::{ApiError, FieldError, ProblemDetails};
 use crate::domain::{Direction, MessageId, MessageSid, MessageStatus, PhoneNumber};
-use crate::error::{ApiError, FieldError, ProblemDetails};
+use crate::security::Claims;
+use crate::service::Lookup;
+use crate::state::AppState;
 use crate::store::{ListFilter, MessageRecord};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/whatsapp/messages", get(list_messages))
-        .route("/api/v1/whatsapp/messages/{id}", get(get_message))
-        .route("/api/v1/whatsapp/delivery-status", get(delivery_status))
+        .route(paths::MESSAGES, get(list_messages))
+        .route(paths::MESSAGE, get(get_message))
+        .route(paths::DELIVERY_STATUS, get(delivery_status))
 }
 
 fn parse_id(field: &str, value: &str) -> Result<MessageId, ApiError> {
@@ -43,8 +45,7 @@ fn parse_id(field: &str, value: &str) -> Result<MessageId, ApiError> {
 )]
 async fn get_message(State(state): State<AppState>, _claims: Claims, Path(id): Path<String>) -> Result<Json<MessageResource>, ApiError> {
     let id = parse_id("id", &id)?;
-    let message = state.gateway.store().message(id).await?.ok_or_else(|| ApiError::NotFound(format!("no message with id {id}")))?;
-    Ok(Json(message.into()))
+    Ok(Json(state.gateway.message(id).await?.into()))
 }
 
 /// Which message: `id` or `message_sid` (one is required; `id` wins when both are given).
@@ -68,7 +69,7 @@ struct StatusQuery {
     security(("bearer" = [])),
     params(StatusQuery),
     responses(
-        (status = 200, description = "The message, its history and its attempts.", body = DeliveryStatus),
+        (status = 200, description = "The message, its history and its attempts.", body = DeliveryStatusView),
         (status = 401, description = "No valid bearer token.", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "No such message.", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, description = "Neither `id` nor `message_sid`, or one of them malformed.", body = ProblemDetails, content_type = "application/problem+json"),
@@ -79,24 +80,13 @@ async fn delivery_status(
     State(state): State<AppState>,
     _claims: Claims,
     Query(q): Query<StatusQuery>,
-) -> Result<Json<DeliveryStatus>, ApiError> {
-    let store = state.gateway.store();
-    let message: Option<MessageRecord> = match (q.id.as_deref(), q.message_sid.as_deref()) {
-        (Some(id), _) => store.message(parse_id("id", id)?).await?,
-        (None, Some(sid)) => {
-            let sid = MessageSid::parse(sid).map_err(|e| ApiError::field("message_sid", e.to_string()))?;
-            store.message_by_sid(sid.as_str()).await?
-        }
+) -> Result<Json<DeliveryStatusView>, ApiError> {
+    let lookup = match (q.id.as_deref(), q.message_sid.as_deref()) {
+        (Some(id), _) => Lookup::Id(parse_id("id", id)?),
+        (None, Some(sid)) => Lookup::Sid(MessageSid::parse(sid).map_err(|e| ApiError::field("message_sid", e.to_string()))?),
         (None, None) => return Err(ApiError::field("id", "either `id` or `message_sid` is required")),
     };
-    let message = message.ok_or_else(|| ApiError::NotFound("no such message".into()))?;
-    let history = store.status_history(message.id).await?;
-    let attempts = store.attempts(message.id).await?;
-    Ok(Json(DeliveryStatus {
-        message: message.into(),
-        history: history.into_iter().map(Into::into).collect(),
-        send_attempts: attempts.into_iter().map(Into::into).collect(),
-    }))
+    Ok(Json(state.gateway.delivery_status(&lookup).await?.into()))
 }
 
 /// Filters and paging of the message list (all optional).
@@ -124,15 +114,6 @@ struct ListQuery {
     limit: Option<i64>,
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,
-}
-
-/// One page of messages, newest first.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-struct MessagePage {
-    /// The messages of this page.
-    messages: Vec<MessageResource>,
-    /// Pass as `cursor` to get the next page; `null` on the last page.
-    next_cursor: Option<String>,
 }
 
 fn encode_cursor(m: &MessageRecord) -> String {
@@ -197,7 +178,7 @@ async fn list_messages(State(state): State<AppState>, _claims: Claims, Query(q):
     let filter = q.into_filter()?;
     let mut page_filter = filter.clone();
     page_filter.limit = filter.limit + 1;
-    let mut messages = state.gateway.store().list_messages(&page_filter).await?;
+    let mut messages = state.gateway.list_messages(&page_filter).await?;
     let more = messages.len() as i64 > filter.limit;
     messages.truncate(filter.limit as usize);
     let next_cursor = if more { messages.last().map(encode_cursor) } else { None };

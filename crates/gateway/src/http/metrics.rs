@@ -5,19 +5,19 @@ use std::collections::BTreeMap;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use super::AppState;
-use super::auth::Claims;
+use super::dto::metrics::{BucketView, MetricsReport, PhoneErrorView, PhonePerformanceView, Summary};
 use super::dto::{GranularityName, parse_rfc3339, rfc3339};
-use crate::domain::{PhoneHealth, PhoneNumber};
-use crate::error::{ApiError, FieldError, ProblemDetails};
-use crate::store::{Granularity, MetricsBucket, now_ms};
+use super::paths;
+use super::problem::{ApiError, FieldError, ProblemDetails};
+use crate::domain::{Granularity, PhoneHealth, PhoneNumber, now_ms};
+use crate::security::Claims;
+use crate::state::AppState;
+use crate::store::MetricsBucket;
 
 pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/whatsapp/delivery-metrics", get(delivery_metrics))
-        .route("/api/v1/whatsapp/phones/{phone}/performance", get(phone_performance))
+    Router::new().route(paths::DELIVERY_METRICS, get(delivery_metrics)).route(paths::PHONE_PERFORMANCE, get(phone_performance))
 }
 
 /// The time range, bucket size and recipient of a metrics report (all optional).
@@ -36,69 +36,6 @@ struct MetricsQuery {
     granularity: Option<String>,
     /// Only messages to this number (E.164, `whatsapp:` optional).
     to_phone: Option<String>,
-}
-
-/// Counts and rates of a set of buckets. Rates are percentages (0 … 100, two decimals).
-#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
-struct Summary {
-    /// Messages that left `pending` (accepted by Twilio, or failed before).
-    total: i64,
-    /// Messages WhatsApp accepted.
-    sent: i64,
-    /// Messages delivered (or read).
-    delivered: i64,
-    /// Messages read.
-    read: i64,
-    /// Messages that failed.
-    failed: i64,
-    /// Messages WhatsApp could not deliver.
-    undelivered: i64,
-    /// Percent of `total` delivered (or read).
-    delivery_rate: f64,
-    /// Percent of delivered messages that were read.
-    read_rate: f64,
-    /// Percent of `total` failed or undelivered.
-    failure_rate: f64,
-    /// Average time from Twilio's acceptance to the delivery receipt, in milliseconds.
-    average_delivery_time_ms: Option<f64>,
-    /// Median delivery time in milliseconds (from a histogram, interpolated within a bucket).
-    p50_delivery_time_ms: Option<f64>,
-    /// 95th percentile delivery time in milliseconds.
-    p95_delivery_time_ms: Option<f64>,
-    /// Number of failed or undelivered messages per Twilio error code.
-    #[schema(example = json!({"63016": 2}))]
-    error_breakdown: BTreeMap<String, i64>,
-}
-
-/// One bucket: its start and the summary of the messages created in it.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-struct BucketView {
-    /// Start of the bucket, RFC 3339.
-    #[schema(format = DateTime)]
-    start: String,
-    /// The bucket's counts and rates, at the top level.
-    #[serde(flatten)]
-    summary: Summary,
-}
-
-/// Delivery metrics over a time range: totals and one entry per bucket.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-struct MetricsReport {
-    /// Start of the range, RFC 3339.
-    #[schema(format = DateTime)]
-    from: String,
-    /// End of the range, RFC 3339.
-    #[schema(format = DateTime)]
-    to: String,
-    /// Bucket size.
-    #[schema(value_type = GranularityName)]
-    granularity: &'static str,
-    /// The recipient the report is restricted to, E.164, if any.
-    to_phone: Option<String>,
-    /// The whole range.
-    totals: Summary,
-    /// Buckets that hold messages, oldest first.
-    buckets: Vec<BucketView>,
 }
 
 fn percent(part: i64, whole: i64) -> f64 {
@@ -221,57 +158,15 @@ async fn delivery_metrics(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let phone_key = phone.as_ref().map(|p| p.as_e164().to_owned()).unwrap_or_default();
-    let buckets = state.gateway.store().metrics_buckets(granularity, from, to, &phone_key).await?;
+    let buckets = state.gateway.metrics(granularity, from, to, phone.as_ref()).await?;
     Ok(Json(MetricsReport {
         from: rfc3339(from),
         to: rfc3339(to),
-        granularity: granularity.as_str(),
+        granularity: granularity.as_str().to_owned(),
         to_phone: phone.map(|p| p.as_e164().to_owned()),
         totals: summarize(&buckets),
         buckets: buckets.iter().map(|b| BucketView { start: rfc3339(b.bucket_start), summary: summarize([b]) }).collect(),
     }))
-}
-
-/// One recent failure of a message to a phone.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-struct PhoneErrorView {
-    /// The message's id.
-    #[schema(format = "uuid")]
-    message_id: String,
-    /// Twilio's error code, if any.
-    error_code: Option<i64>,
-    /// The error, if any.
-    error_message: Option<String>,
-    /// When it failed, RFC 3339.
-    #[schema(format = DateTime)]
-    at: String,
-}
-
-/// How messages to one phone number are doing.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-struct PhonePerformanceView {
-    /// The phone number, E.164.
-    #[schema(example = "+14155550123")]
-    phone: String,
-    /// Messages to it that left `pending` (accepted by Twilio, or failed before).
-    total_messages: i64,
-    /// Messages delivered (or read).
-    delivered: i64,
-    /// Messages read.
-    read: i64,
-    /// Messages that failed or went undelivered.
-    failed: i64,
-    /// Percent of `total_messages` delivered (0 … 100, two decimals).
-    delivery_rate: f64,
-    /// `healthy`, `degraded` (over 10% failures) or `failing` (over 50%).
-    health: PhoneHealth,
-    /// When the latest message to it was created, RFC 3339.
-    #[schema(format = DateTime)]
-    last_message_at: Option<String>,
-    /// The last 5 errors, newest first.
-    #[schema(max_items = 5)]
-    recent_errors: Vec<PhoneErrorView>,
 }
 
 /// Per-phone totals, delivery rate, health and the last 5 errors.
@@ -296,16 +191,11 @@ async fn phone_performance(
     Path(phone): Path<String>,
 ) -> Result<Json<PhonePerformanceView>, ApiError> {
     let phone = PhoneNumber::parse(&phone).map_err(|e| ApiError::field("phone", e.to_string()))?;
-    let perf = state
-        .gateway
-        .store()
-        .phone_performance(phone.as_e164())
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no message has been sent to {phone}")))?;
+    let perf = state.gateway.phone_performance(&phone).await?;
     Ok(Json(PhonePerformanceView {
         delivery_rate: percent(perf.success_count, perf.total_messages),
         health: PhoneHealth::assess(perf.success_count, perf.failure_count),
-        phone: perf.phone,
+        phone: perf.phone.as_e164().to_owned(),
         total_messages: perf.total_messages,
         delivered: perf.success_count,
         read: perf.read_count,
@@ -315,7 +205,7 @@ async fn phone_performance(
             .recent_errors
             .into_iter()
             .map(|e| PhoneErrorView {
-                message_id: e.message_id,
+                message_id: e.message_id.to_string(),
                 error_code: e.error_code,
                 error_message: e.error_message,
                 at: rfc3339(e.occurred_at),

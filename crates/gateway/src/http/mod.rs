@@ -1,20 +1,23 @@
-//! The HTTP API: one router per resource, merged here with the webhooks and the operational
-//! endpoints, behind tracing, request ids, a timeout and a body limit.
+//! The HTTP API: one router per resource (and the webhooks), merged here, behind tracing,
+//! request ids, a timeout and a body limit. Handlers reach the store and the queue only through
+//! the gateway service in [`AppState`](crate::state::AppState).
 
 mod auth;
 mod dashboard;
 pub mod dto;
-mod extract;
+pub mod extract;
 mod health;
 mod idempotency;
 mod messages;
 mod metrics;
-mod openapi;
+pub mod openapi;
+pub mod paths;
+pub mod problem;
 pub(crate) mod rate_limit;
 mod send;
-pub mod transport;
+mod transport;
+pub mod webhooks;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -26,34 +29,10 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-pub use auth::{Claims, JwtKeys, mint_token};
-pub use health::prometheus_handle;
 pub use idempotency::scoped as idempotency_scope;
 
-use crate::service::Gateway;
-use crate::webhooks::{self, SignatureConfig};
-
-/// Everything a handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    /// The gateway's operations.
-    pub gateway: Gateway,
-    /// Bearer-token verification.
-    pub jwt: Arc<JwtKeys>,
-    /// Webhook signature checking.
-    pub signatures: Arc<SignatureConfig>,
-    /// Readiness checks also look at this flag (false while shutting down).
-    pub ready: Arc<std::sync::atomic::AtomicBool>,
-    /// TLS, HTTPS enforcement and proxy trust.
-    pub transport: transport::TransportPolicy,
-    /// Replay windows, idempotency records and rate-limit counters (in process or in Redis).
-    pub shared: Arc<dyn crate::shared::SharedState>,
-    /// Rate limits.
-    pub rate_limits: crate::config::RateLimits,
-}
-
-/// Largest request body accepted anywhere (webhooks and API).
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+use crate::state::AppState;
+use extract::MAX_BODY_BYTES;
 
 /// The whole application router.
 pub fn router(state: AppState) -> Router {

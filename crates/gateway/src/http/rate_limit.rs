@@ -16,9 +16,11 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
-use crate::error::ApiError;
+use super::paths;
+use super::problem::ApiError;
 use crate::shared::{RateDecision, RateLimit};
+use crate::state::AppState;
+use crate::telemetry::metrics;
 
 fn per_minute(per_min: u32, burst: u32) -> RateLimit {
     RateLimit { per_period: per_min, period: Duration::from_secs(60), burst }
@@ -28,10 +30,10 @@ fn per_minute(per_min: u32, burst: u32) -> RateLimit {
 fn bucket(state: &AppState, request: &mut Request) -> Option<(String, RateLimit)> {
     let path = request.uri().path();
     let limits = &state.rate_limits;
-    if !path.starts_with("/api/") || path.starts_with(crate::webhooks::STATUS_PATH) || path.starts_with(crate::webhooks::INBOUND_PATH) {
+    if !path.starts_with("/api/") || paths::is_webhook(path) {
         return None;
     }
-    let (endpoint, per_min) = if path == "/api/v1/whatsapp/send" { ("send", limits.send_per_min) } else { ("api", limits.api_per_min) };
+    let (endpoint, per_min) = if path == paths::SEND { ("send", limits.send_per_min) } else { ("api", limits.api_per_min) };
     // Verified subjects get their own bucket; anything else is counted against its IP, so bad
     // tokens cannot be used to exhaust someone else's quota or to guess tokens at full speed.
     let key = match bearer(request.headers()).and_then(|token| state.jwt.verify(token).ok()) {
@@ -84,7 +86,7 @@ pub async fn webhook_refusal(state: &AppState, headers: &HeaderMap, peer: Option
     if decision.allowed {
         return None;
     }
-    metrics::counter!("gateway_rate_limited_total", "bucket" => "webhook").increment(1);
+    metrics::rate_limited("webhook");
     let retry = decision.retry_after.as_millis().div_ceil(1000).max(1);
     let mut response = ApiError::TooManyRequests(format!(
         "too many webhook requests without a valid signature from {ip} (limit {} per minute); retry in {retry} s",
@@ -107,7 +109,7 @@ pub async fn limit(State(state): State<AppState>, mut request: Request, next: Ne
         }
     };
     if !decision.allowed {
-        metrics::counter!("gateway_rate_limited_total", "bucket" => key.split(':').next().unwrap_or("other").to_owned()).increment(1);
+        metrics::rate_limited(if key.starts_with("send:") { "send" } else { "api" });
         let retry = decision.retry_after.as_millis().div_ceil(1000).max(1);
         let mut response =
             ApiError::TooManyRequests(format!("rate limit of {} requests per minute exceeded; retry in {retry} s", limit.per_period))

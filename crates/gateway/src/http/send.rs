@@ -9,17 +9,18 @@ use axum::routing::post;
 use axum::{Json, Router};
 use tracing::Instrument as _;
 
-use super::AppState;
-use super::auth::Claims;
 use super::dto::{MessageResource, SendMessageRequest};
-use super::extract::{check_json_content_type, parse_json};
+use super::extract::{body_rejection, check_json_content_type, parse_json};
 use super::idempotency::{self, Begin};
-use crate::error::{ApiError, ProblemDetails};
+use super::paths;
+use super::problem::{ApiError, ProblemDetails};
+use crate::domain::now_ms;
+use crate::security::Claims;
 use crate::service::SendMode;
-use crate::store::now_ms;
+use crate::state::AppState;
 
 pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/whatsapp/send", post(send_message))
+    Router::new().route(paths::SEND, post(send_message))
 }
 
 /// Stores and queues (202) or sends at once (201) one message; idempotent with a key.
@@ -62,7 +63,7 @@ async fn send_message(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     check_json_content_type(&headers)?;
-    let body = body?;
+    let body = body.map_err(body_rejection)?;
     let key = idempotency::key_from(&headers)?;
     let request: SendMessageRequest = parse_json(&body)?;
     let (mut message, mode) = request.into_domain(now_ms())?;
@@ -85,17 +86,17 @@ async fn send_message(
                     return Err(ApiError::from(e));
                 }
             };
-            tracing::info!(message_id = %stored.id, status = %stored.status(), "message accepted");
+            tracing::debug!(message_id = %stored.id, status = %stored.status(), "message accepted");
             let status = if mode == SendMode::Immediate { StatusCode::CREATED } else { StatusCode::ACCEPTED };
             let resource = MessageResource::from(stored);
             if let Some(held) = held {
-                let json = serde_json::to_vec(&resource).map_err(|e| ApiError::Internal(e.into()))?;
+                let json = serde_json::to_vec(&resource).map_err(ApiError::internal)?;
                 idempotency::complete(&state, held, status, &json).await;
             }
             Ok((status, resource))
         }
         .instrument(tracing::Span::current()),
     );
-    let (status, resource) = task.await.map_err(|e| ApiError::Internal(e.into()))??;
+    let (status, resource) = task.await.map_err(ApiError::internal)??;
     Ok((status, Json(resource)).into_response())
 }

@@ -1,10 +1,13 @@
-//! The job queue. A job only says "look at message X at or after `run_at`, with this priority";
-//! the database row stays the source of truth, and the worker claims the message itself before
-//! sending, so a duplicate or stale job is harmless (invariants 1 and 2 in DESIGN.md).
+//! Where workers find work. The database row stays the source of truth: a queue only says "look
+//! at message X at or after `run_at`", and the worker claims the message itself before sending,
+//! so a duplicate or stale job is harmless (invariants 1 and 2 in `docs/ARCHITECTURE.md`).
 //!
-//! The embedded default keeps jobs in the database ([`SqlQueue`]).
+//! Two implementations: [`SqlQueue`], where the messages table is the queue (its sendable rows,
+//! through a partial index), and [`RedisQueue`], a shared queue of ids in Redis for many
+//! instances, whose claims and completions go in batches.
 
 mod redis;
+mod scripts;
 mod sql;
 
 use std::time::Duration;
@@ -14,44 +17,50 @@ use async_trait::async_trait;
 pub use self::redis::RedisQueue;
 pub use sql::SqlQueue;
 
-use crate::domain::MessageId;
-use crate::domain::status::UnixMillis;
+use crate::domain::{MessageId, Priority, UnixMillis};
+use crate::shared::RedisCallError;
+use crate::store::{Claim, StoreError};
 
-/// A unit of work: send (or re-examine) one message.
+/// A unit of work: send (or look again at) one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
     /// The message to look at.
     pub message_id: MessageId,
     /// 1 (highest) … 10.
-    pub priority: i64,
+    pub priority: Priority,
     /// Not before this time.
     pub run_at: UnixMillis,
 }
 
-/// Errors from a queue backend.
+/// Errors from a queue.
 #[derive(Debug, thiserror::Error)]
-#[error("queue error: {0}")]
-pub struct QueueError(pub String);
-
-impl From<sqlx::Error> for QueueError {
-    fn from(e: sqlx::Error) -> Self {
-        Self(e.to_string())
-    }
+pub enum QueueError {
+    /// Redis could not be reached or answered with an error.
+    #[error("the queue is unavailable")]
+    Redis(#[from] RedisCallError),
+    /// The claim in the database failed.
+    #[error("the claim failed")]
+    Store(#[from] StoreError),
+    /// Redis holds a value this code cannot read.
+    #[error("the queue holds an unreadable entry: {0}")]
+    Corrupt(String),
 }
 
-/// A durable queue of jobs with priorities, delays and leases.
+/// A queue of sendable messages with priorities, delays and leases.
 #[async_trait]
 pub trait JobQueue: Send + Sync + 'static {
-    /// Adds a job, or if the message already has one, moves it earlier (never later).
+    /// Says that a stored message is due at `run_at`: a new message, or one released. Adds the
+    /// job, or moves an existing one earlier (never later).
     async fn enqueue(&self, job: Job) -> Result<(), QueueError>;
-    /// Takes the most urgent due job for `lease`; a job whose lease expires becomes due again.
-    async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Job>, QueueError>;
-    /// Removes a finished job.
+    /// Reserves up to `limit` sendable due messages for `worker` for `lease`.
+    async fn claim(&self, worker: &str, limit: usize, lease: Duration) -> Result<Vec<Claim>, QueueError>;
+    /// Says that a claimed message needs no more sending (accepted, or failed for good).
     async fn complete(&self, message_id: MessageId) -> Result<(), QueueError>;
-    /// Puts a claimed job back to run at `run_at`.
-    async fn reschedule(&self, message_id: MessageId, run_at: UnixMillis) -> Result<(), QueueError>;
-    /// Waits until a job may have become available (or `timeout` passes).
+    /// Says that a claimed message is to be tried again at `run_at` (later or earlier).
+    async fn reschedule(&self, message_id: MessageId, priority: Priority, run_at: UnixMillis) -> Result<(), QueueError>;
+    /// Waits until work may be available (an enqueue here or elsewhere, or a due time), at most
+    /// `timeout`.
     async fn wait_for_work(&self, timeout: Duration);
-    /// Number of jobs held (due or not).
-    async fn depth(&self) -> Result<i64, QueueError>;
+    /// Checks that the queue answers.
+    async fn ping(&self) -> Result<(), QueueError>;
 }

@@ -1,143 +1,53 @@
-//! The queue in Redis, for several instances. Every key of one queue shares the hash tag
-//! `{wg:<prefix>}`, so the scripts below touch a single cluster slot:
+//! The queue in Redis, for several instances (see [`super::scripts`] for its keys). Claims take
+//! many jobs per script call; enqueues, completions and reschedules from every task of this
+//! process are gathered by one feeder task and applied together in one script call, so the
+//! number of Redis commands per message stays small whatever the load. Idle workers sleep until a
+//! job is due or another instance publishes that jobs became ready; they do not poll.
 //!
-//! - `{wg:<prefix>}:jobs`   hash, message id → `"<priority>:<run_at>"`: every job held (the depth);
-//! - `{wg:<prefix>}:due`    zset, id by `run_at`: jobs waiting for their time;
-//! - `{wg:<prefix>}:ready`  zset, id by `priority * 2^42 + run_at`: due jobs, most urgent first;
-//! - `{wg:<prefix>}:leases` zset, id by lease expiry: claimed jobs;
-//! - `{wg:<prefix>}:owners` hash, id → worker holding the lease (for inspection).
-//!
-//! A job is in exactly one of `due`, `ready`, `leases`. Each operation is one Lua script, so it is
-//! atomic; "now" is Redis `TIME` (one clock for every instance's leases; `run_at` itself comes from
-//! the instance that computed it). `claim` first returns up to [`BATCH`] expired leases and
-//! [`BATCH`] newly due jobs to `ready`, then pops the best of `ready`: its cost grows with the
-//! number of jobs moved, never with the number held. Losing the data (restart, flush) loses only
-//! jobs, which the sweeper re-queues from the database.
+//! Losing the data (restart, flush) loses only jobs, which the sweeper re-queues from the
+//! database. An enqueue is therefore not waited for: the message it names is already stored.
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use ::redis::{RedisError, Script};
+use ::redis::Script;
 use async_trait::async_trait;
-use tokio::sync::Notify;
+use futures_util::StreamExt as _;
+use tokio::sync::{Notify, mpsc};
 
 use super::{Job, JobQueue, QueueError};
-use crate::domain::MessageId;
-use crate::domain::status::UnixMillis;
+use crate::domain::{MessageId, Priority, UnixMillis, now_ms};
 use crate::shared::{RedisConnection, timed, valid_prefix};
+use crate::store::{Claim, ClaimResult, Store};
+use crate::telemetry::metrics;
 
 /// How many expired leases, and how many newly due jobs, one claim moves to `ready` at most.
-const BATCH: u32 = 100;
-/// The longest an idle worker waits before looking again (other instances' enqueues do not wake it).
-const IDLE_POLL: Duration = Duration::from_millis(200);
-/// `run_at` is kept below 2^42 ms (year 2109) in the ready score, so priority * 2^42 + run_at is an
-/// exact double for priorities 1…10.
-const LUA_PRELUDE: &str = r"
-local JOBS, DUE, READY, LEASES, OWNERS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local function parse(job)
-  local sep = string.find(job, ':', 1, true)
-  return string.sub(job, 1, sep - 1), string.sub(job, sep + 1)
-end
-local function place(id, job, now)
-  local prio, run_at = parse(job)
-  local at = tonumber(run_at)
-  if at <= now then
-    redis.call('ZREM', DUE, id)
-    redis.call('ZADD', READY, tonumber(prio) * 4398046511104 + math.min(math.max(at, 0), 4398046511103), id)
-  else
-    redis.call('ZREM', READY, id)
-    redis.call('ZADD', DUE, at, id)
-  end
-end
-";
+const BATCH: u32 = 1000;
+/// The most operations one feeder call applies.
+const MAX_OPS: usize = 2000;
+/// The longest an idle worker sleeps without a wake-up (a safety net if a publish was missed).
+const IDLE_LIMIT: Duration = Duration::from_secs(5);
 
-/// ARGV: id, priority, run_at. Upsert: run_at only moves earlier, priority is replaced; a leased
-/// job keeps its lease.
-const ENQUEUE: &str = r"
-local id, run_at = ARGV[1], ARGV[3]
-local current = redis.call('HGET', JOBS, id)
-if current then
-  local _, current_run_at = parse(current)
-  if tonumber(current_run_at) < tonumber(run_at) then run_at = current_run_at end
-end
-local job = ARGV[2] .. ':' .. run_at
-redis.call('HSET', JOBS, id, job)
-if not redis.call('ZSCORE', LEASES, id) then place(id, job, now_ms()) end
-return 0
-";
-
-/// ARGV: owner, lease ms, batch. Returns {id, priority, run_at} or nil.
-const CLAIM: &str = r"
-local now = now_ms()
-local batch = tonumber(ARGV[3])
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, batch)) do
-  redis.call('ZREM', LEASES, id)
-  redis.call('HDEL', OWNERS, id)
-  local job = redis.call('HGET', JOBS, id)
-  if job then place(id, job, now) end
-end
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', DUE, '-inf', now, 'LIMIT', 0, batch)) do
-  local job = redis.call('HGET', JOBS, id)
-  if job then place(id, job, now) else redis.call('ZREM', DUE, id) end
-end
-while true do
-  local top = redis.call('ZPOPMIN', READY)
-  if #top == 0 then return false end
-  local job = redis.call('HGET', JOBS, top[1])
-  if job then
-    redis.call('ZADD', LEASES, now + tonumber(ARGV[2]), top[1])
-    redis.call('HSET', OWNERS, top[1], ARGV[1])
-    local prio, run_at = parse(job)
-    return {top[1], prio, run_at}
-  end
-end
-";
-
-/// ARGV: id.
-const COMPLETE: &str = r"
-local id = ARGV[1]
-redis.call('HDEL', JOBS, id)
-redis.call('HDEL', OWNERS, id)
-redis.call('ZREM', DUE, id)
-redis.call('ZREM', READY, id)
-redis.call('ZREM', LEASES, id)
-return 0
-";
-
-/// ARGV: id, run_at. Sets run_at (earlier or later) and clears the lease; a job no longer held is
-/// left alone (like the SQL queue's `UPDATE`).
-const RESCHEDULE: &str = r"
-local id = ARGV[1]
-local current = redis.call('HGET', JOBS, id)
-if not current then return 0 end
-local prio = parse(current)
-local job = prio .. ':' .. ARGV[2]
-redis.call('HSET', JOBS, id, job)
-redis.call('ZREM', LEASES, id)
-redis.call('HDEL', OWNERS, id)
-place(id, job, now_ms())
-return 1
-";
+enum Op {
+    Enqueue(Job),
+    Reschedule(MessageId, UnixMillis),
+    Complete(MessageId),
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
 
 /// [`JobQueue`] in Redis.
 #[derive(Clone)]
 pub struct RedisQueue {
     conn: RedisConnection,
-    keys: [String; 5],
-    scripts: Arc<Scripts>,
-    notify: Arc<Notify>,
-}
-
-struct Scripts {
-    enqueue: Script,
-    claim: Script,
-    complete: Script,
-    reschedule: Script,
+    keys: Arc<[String; 4]>,
+    claim: Arc<Script>,
+    store: Store,
+    ops: mpsc::UnboundedSender<Op>,
+    wake: Arc<Notify>,
+    /// When the next job is due or a lease ends, as the last empty claim saw it (ms).
+    next_due_at: Arc<AtomicI64>,
 }
 
 impl fmt::Debug for RedisQueue {
@@ -148,79 +58,178 @@ impl fmt::Debug for RedisQueue {
 }
 
 impl RedisQueue {
-    /// Connects to a single node at `url` (`redis://` or `rediss://`); the queue's keys are
-    /// `{wg:<prefix>}:…` (`prefix`: letters, digits, `_`, `-`, `.`). For a cluster, use
-    /// [`RedisConnection::connect`] and [`from_connection`](Self::from_connection).
-    pub async fn connect(url: &str, prefix: &str) -> Result<Self, QueueError> {
-        valid_prefix(prefix).map_err(QueueError)?;
-        let conn = RedisConnection::connect(url, false).await.map_err(|e| QueueError(e.to_string()))?;
-        Self::from_connection(conn, prefix)
+    /// A queue with keys `{wg:<prefix>}:…` (`prefix`: letters, digits, `_`, `-`, `.`) on `conn`,
+    /// claiming messages in `store`. `url` is one node's URL, for the subscription that wakes
+    /// idle workers when another instance enqueues.
+    pub fn new(conn: RedisConnection, prefix: &str, store: Store, url: &str) -> Result<Self, QueueError> {
+        valid_prefix(prefix).map_err(QueueError::Corrupt)?;
+        let keys = ["jobs", "due", "ready", "leases"].map(|name| format!("{{wg:{prefix}}}:{name}"));
+        let channel = format!("wg:{prefix}:wake");
+        let (ops, rx) = mpsc::unbounded_channel();
+        let wake = Arc::new(Notify::new());
+        let queue = Self {
+            conn,
+            keys: Arc::new(keys),
+            claim: Arc::new(Script::new(&super::scripts::claim())),
+            store,
+            ops,
+            wake: wake.clone(),
+            next_due_at: Arc::new(AtomicI64::new(0)),
+        };
+        tokio::spawn(feed(queue.conn.clone(), queue.keys.clone(), channel.clone(), rx, wake.clone()));
+        tokio::spawn(listen(url.to_owned(), channel, wake));
+        Ok(queue)
     }
 
-    /// Uses an existing connection (for instance shared with [`crate::shared::RedisState`]); on a
-    /// cluster every key of the queue hashes to one slot, so each script runs on one node.
-    pub fn from_connection(conn: RedisConnection, prefix: &str) -> Result<Self, QueueError> {
-        valid_prefix(prefix).map_err(QueueError)?;
-        let keys = ["jobs", "due", "ready", "leases", "owners"].map(|name| format!("{{wg:{prefix}}}:{name}"));
-        let script = |body: &str| Script::new(&format!("{LUA_PRELUDE}{body}"));
-        let scripts =
-            Scripts { enqueue: script(ENQUEUE), claim: script(CLAIM), complete: script(COMPLETE), reschedule: script(RESCHEDULE) };
-        Ok(Self { conn, keys, scripts: Arc::new(scripts), notify: Arc::new(Notify::new()) })
+    fn send(&self, op: Op) {
+        // The feeder lives as long as any handle of the queue.
+        let _ = self.ops.send(op);
     }
 
-    /// Runs `script` over this queue's keys with `args`.
-    async fn run<T: ::redis::FromRedisValue>(&self, op: &'static str, script: &Script, args: &[&str]) -> Result<T, QueueError> {
-        let mut invocation = script.prepare_invoke();
-        for key in &self.keys {
-            invocation.key(key);
-        }
-        for arg in args {
-            invocation.arg(*arg);
-        }
-        call(op, invocation.invoke_async(&mut self.conn.clone())).await
+    /// Waits until every operation handed over so far has been applied (or has failed).
+    pub async fn flush(&self) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.send(Op::Flush(done));
+        let _ = wait.await;
     }
-}
 
-async fn call<T>(op: &'static str, fut: impl Future<Output = Result<T, RedisError>>) -> Result<T, QueueError> {
-    timed(op, fut).await.map_err(|e| QueueError(e.to_string()))
+    /// Jobs held, due or not (for tests and inspection).
+    pub async fn depth(&self) -> Result<i64, QueueError> {
+        Ok(timed("depth", ::redis::cmd("HLEN").arg(&self.keys[0]).query_async(&mut self.conn.clone())).await?)
+    }
 }
 
 #[async_trait]
 impl JobQueue for RedisQueue {
     async fn enqueue(&self, job: Job) -> Result<(), QueueError> {
-        let (id, priority, run_at) = (job.message_id.to_string(), job.priority.clamp(1, 10).to_string(), job.run_at.to_string());
-        let _: i64 = self.run("enqueue", &self.scripts.enqueue, &[&id, &priority, &run_at]).await?;
-        self.notify.notify_one();
+        if job.run_at <= now_ms() {
+            self.wake.notify_waiters();
+        }
+        self.send(Op::Enqueue(job));
         Ok(())
     }
 
-    async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Job>, QueueError> {
-        let (lease, batch) = (lease.as_millis().to_string(), BATCH.to_string());
-        let claimed: Option<(String, i64, i64)> = self.run("claim", &self.scripts.claim, &[worker, &lease, &batch]).await?;
-        claimed
-            .map(|(id, priority, run_at)| {
-                let message_id = id.parse().map_err(|_| QueueError(format!("bad message id {id:?} in queue")))?;
-                Ok(Job { message_id, priority, run_at })
-            })
-            .transpose()
+    async fn claim(&self, worker: &str, limit: usize, lease: Duration) -> Result<Vec<Claim>, QueueError> {
+        let mut invocation = self.claim.prepare_invoke();
+        for key in self.keys.iter() {
+            invocation.key(key);
+        }
+        invocation.arg(lease.as_millis().to_string()).arg(limit).arg(BATCH);
+        let (ids, hint): (Vec<String>, i64) = timed("claim", invocation.invoke_async(&mut self.conn.clone())).await?;
+        if ids.is_empty() {
+            self.next_due_at.store(if hint < 0 { 0 } else { now_ms() + hint }, Ordering::Relaxed);
+            return Ok(Vec::new());
+        }
+        let ids = ids
+            .iter()
+            .map(|id| id.parse::<MessageId>().map_err(|_| QueueError::Corrupt(format!("bad message id {id:?} in the queue"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut claims = Vec::with_capacity(ids.len());
+        for result in self.store.claim_ids(ids, worker, lease).await? {
+            match result {
+                ClaimResult::Claimed(claim) => claims.push(*claim),
+                ClaimResult::Done { id } => self.send(Op::Complete(id)),
+                ClaimResult::NotDue { id, at } => self.send(Op::Reschedule(id, at)),
+                ClaimResult::Leased { id, until } => self.send(Op::Reschedule(id, until)),
+            }
+        }
+        Ok(claims)
     }
 
     async fn complete(&self, message_id: MessageId) -> Result<(), QueueError> {
-        let _: i64 = self.run("complete", &self.scripts.complete, &[&message_id.to_string()]).await?;
+        self.send(Op::Complete(message_id));
         Ok(())
     }
 
-    async fn reschedule(&self, message_id: MessageId, run_at: UnixMillis) -> Result<(), QueueError> {
-        let _: i64 = self.run("reschedule", &self.scripts.reschedule, &[&message_id.to_string(), &run_at.to_string()]).await?;
-        self.notify.notify_one();
+    async fn reschedule(&self, message_id: MessageId, _priority: Priority, run_at: UnixMillis) -> Result<(), QueueError> {
+        self.send(Op::Reschedule(message_id, run_at));
         Ok(())
     }
 
     async fn wait_for_work(&self, timeout: Duration) {
-        let _ = tokio::time::timeout(timeout.min(IDLE_POLL), self.notify.notified()).await;
+        let notified = self.wake.notified();
+        let next = self.next_due_at.load(Ordering::Relaxed);
+        let until_due = if next > 0 { Duration::from_millis(u64::try_from(next - now_ms()).unwrap_or(0)) } else { IDLE_LIMIT };
+        let wait = timeout.max(IDLE_LIMIT).min(until_due).max(Duration::from_millis(1));
+        let _ = tokio::time::timeout(wait, notified).await;
     }
 
-    async fn depth(&self) -> Result<i64, QueueError> {
-        call("depth", ::redis::cmd("HLEN").arg(&self.keys[0]).query_async(&mut self.conn.clone())).await
+    async fn ping(&self) -> Result<(), QueueError> {
+        let pong: String = timed("ping", ::redis::cmd("PING").query_async(&mut self.conn.clone())).await?;
+        if pong == "PONG" { Ok(()) } else { Err(QueueError::Corrupt(format!("PING answered {pong:?}"))) }
     }
+}
+
+/// Applies the operations handed over, as many at a time as have arrived.
+async fn feed(conn: RedisConnection, keys: Arc<[String; 4]>, channel: String, mut rx: mpsc::UnboundedReceiver<Op>, wake: Arc<Notify>) {
+    let script = Script::new(&super::scripts::apply());
+    let mut ops = Vec::with_capacity(MAX_OPS);
+    while rx.recv_many(&mut ops, MAX_OPS).await > 0 {
+        let (mut enqueue, mut reschedule, mut complete, mut flushed) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for op in ops.drain(..) {
+            match op {
+                Op::Enqueue(job) => enqueue.push(job),
+                Op::Reschedule(id, at) => reschedule.push((id, at)),
+                Op::Complete(id) => complete.push(id),
+                Op::Flush(done) => flushed.push(done),
+            }
+        }
+        if !(enqueue.is_empty() && reschedule.is_empty() && complete.is_empty()) {
+            let mut invocation = script.prepare_invoke();
+            for key in keys.iter() {
+                invocation.key(key);
+            }
+            invocation.arg(&channel).arg(enqueue.len());
+            for job in &enqueue {
+                invocation.arg(job.message_id.to_string()).arg(job.priority.get()).arg(job.run_at);
+            }
+            invocation.arg(reschedule.len());
+            for (id, at) in &reschedule {
+                invocation.arg(id.to_string()).arg(*at);
+            }
+            invocation.arg(complete.len());
+            for id in &complete {
+                invocation.arg(id.to_string());
+            }
+            match timed("apply", invocation.invoke_async::<i64>(&mut conn.clone())).await {
+                Ok(ready) if ready > 0 => wake.notify_waiters(),
+                Ok(_) => {}
+                Err(e) => {
+                    // The messages are in the database: the sweeper queues them again.
+                    tracing::warn!(error = %crate::telemetry::chain(&e), jobs = enqueue.len() + reschedule.len(), "the queue could not take jobs; the sweeper will");
+                    for _ in 0..enqueue.len() + reschedule.len() {
+                        metrics::enqueue_failed();
+                    }
+                }
+            }
+        }
+        for done in flushed {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Wakes idle workers when any instance publishes that jobs became ready; reconnects by itself.
+async fn listen(url: String, channel: String, wake: Arc<Notify>) {
+    loop {
+        match subscribe(&url, &channel).await {
+            Ok(mut pubsub) => {
+                let mut messages = pubsub.on_message();
+                while messages.next().await.is_some() {
+                    wake.notify_waiters();
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot subscribe to the queue's wake-ups; retrying"),
+        }
+        // Wake anyone asleep: jobs may have become ready while the subscription was down.
+        wake.notify_waiters();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn subscribe(url: &str, channel: &str) -> Result<::redis::aio::PubSub, ::redis::RedisError> {
+    let client = ::redis::Client::open(url)?;
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(channel).await?;
+    Ok(pubsub)
 }

@@ -1,20 +1,21 @@
-//! The embedded queue: a `queue_jobs` table in the gateway's own database. Claims take a lease in
-//! one `UPDATE … RETURNING` (with `FOR UPDATE SKIP LOCKED` on PostgreSQL, so competing workers
-//! never wait on each other). Enqueues in this process wake idle workers at once.
+//! The messages table as the queue: a claim reserves the most urgent due rows in one statement
+//! (with `FOR UPDATE SKIP LOCKED` on PostgreSQL, so competing instances never wait on each
+//! other), and a message's status and `next_attempt_at` are its job. Nothing is written per
+//! message besides the message itself. Enqueues in this process wake idle workers at once; an
+//! idle worker otherwise sleeps until the earliest due time (or the poll interval, for work
+//! another instance stored).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::AssertSqlSafe;
 use tokio::sync::Notify;
 
 use super::{Job, JobQueue, QueueError};
-use crate::domain::MessageId;
-use crate::domain::status::UnixMillis;
-use crate::store::{Backend, Store, now_ms};
+use crate::domain::{MessageId, Priority, UnixMillis, now_ms};
+use crate::store::{Claim, Store};
 
-/// Jobs in the database.
+/// The queue in the gateway's own database.
 #[derive(Debug, Clone)]
 pub struct SqlQueue {
     store: Store,
@@ -22,72 +23,51 @@ pub struct SqlQueue {
 }
 
 impl SqlQueue {
-    /// A queue in `store`'s database.
+    /// The queue of `store`'s messages.
     pub fn new(store: Store) -> Self {
         Self { store, notify: Arc::new(Notify::new()) }
+    }
+
+    fn wake_if_due(&self, run_at: UnixMillis) {
+        if run_at <= now_ms() {
+            self.notify.notify_waiters();
+        }
     }
 }
 
 #[async_trait]
 impl JobQueue for SqlQueue {
     async fn enqueue(&self, job: Job) -> Result<(), QueueError> {
-        sqlx::query(
-            "INSERT INTO queue_jobs (message_id, priority, run_at, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (message_id) DO UPDATE SET run_at = CASE WHEN excluded.run_at < queue_jobs.run_at \
-             THEN excluded.run_at ELSE queue_jobs.run_at END, priority = excluded.priority",
-        )
-        .bind(job.message_id.to_string())
-        .bind(job.priority)
-        .bind(job.run_at)
-        .bind(now_ms())
-        .execute(self.store.pool())
-        .await?;
-        self.notify.notify_waiters();
+        self.wake_if_due(job.run_at);
         Ok(())
     }
 
-    async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Job>, QueueError> {
-        let now = now_ms();
-        let skip_locked = match self.store.backend() {
-            Backend::Sqlite => "",
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        };
-        let row: Option<(String, i64, i64)> = sqlx::query_as(AssertSqlSafe(format!(
-            "UPDATE queue_jobs SET lease_owner = $1, lease_until = $2 WHERE message_id IN ( \
-             SELECT message_id FROM queue_jobs WHERE run_at <= $3 AND (lease_until IS NULL OR lease_until < $3) \
-             ORDER BY priority, run_at LIMIT 1{skip_locked}) AND (lease_until IS NULL OR lease_until < $3) \
-             RETURNING message_id, priority, run_at"
-        )))
-        .bind(worker.to_owned())
-        .bind(now + lease.as_millis() as i64)
-        .bind(now)
-        .fetch_optional(self.store.pool())
-        .await?;
-        row.map(|(id, priority, run_at)| {
-            Ok(Job { message_id: id.parse().map_err(|_| QueueError(format!("bad message id {id:?} in queue")))?, priority, run_at })
-        })
-        .transpose()
+    async fn claim(&self, worker: &str, limit: usize, lease: Duration) -> Result<Vec<Claim>, QueueError> {
+        Ok(self.store.claim_next(worker, limit, lease).await?)
     }
 
-    async fn complete(&self, message_id: MessageId) -> Result<(), QueueError> {
-        sqlx::query("DELETE FROM queue_jobs WHERE message_id = $1").bind(message_id.to_string()).execute(self.store.pool()).await?;
+    async fn complete(&self, _message_id: MessageId) -> Result<(), QueueError> {
         Ok(())
     }
 
-    async fn reschedule(&self, message_id: MessageId, run_at: UnixMillis) -> Result<(), QueueError> {
-        sqlx::query("UPDATE queue_jobs SET run_at = $1, lease_owner = NULL, lease_until = NULL WHERE message_id = $2")
-            .bind(run_at)
-            .bind(message_id.to_string())
-            .execute(self.store.pool())
-            .await?;
+    async fn reschedule(&self, _message_id: MessageId, _priority: Priority, run_at: UnixMillis) -> Result<(), QueueError> {
+        self.wake_if_due(run_at);
         Ok(())
     }
 
     async fn wait_for_work(&self, timeout: Duration) {
-        let _ = tokio::time::timeout(timeout, self.notify.notified()).await;
+        let notified = self.notify.notified();
+        let now = now_ms();
+        let until_due = match self.store.next_due_at(now).await {
+            Ok(Some(at)) => Duration::from_millis(u64::try_from(at - now).unwrap_or(0)),
+            Ok(None) | Err(_) => timeout,
+        };
+        // Due rows that a claim did not get are locked by another instance for a moment.
+        let wait = timeout.min(until_due).max(Duration::from_millis(5));
+        let _ = tokio::time::timeout(wait, notified).await;
     }
 
-    async fn depth(&self) -> Result<i64, QueueError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM queue_jobs").fetch_one(self.store.pool()).await?)
+    async fn ping(&self) -> Result<(), QueueError> {
+        Ok(self.store.ping().await?)
     }
 }

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{Gcra, IdempotencyState, RateDecision, RateLimit, SharedError, SharedState};
+use super::gcra::{Gcra, reserve};
+use super::state::{IdempotencyState, RateDecision, RateLimit, Reservation, SharedError, SharedState};
 
 /// Smallest map size at which a sweep of expired entries is considered.
 const MIN_SWEEP_LEN: usize = 1024;
@@ -22,7 +23,7 @@ pub struct MemoryState {
 
 #[derive(Debug, Default)]
 struct Maps {
-    once: Expiring<()>,
+    pace: Expiring<i64>,
     idempotency: Expiring<Idempotency>,
     rates: Expiring<i64>,
 }
@@ -54,20 +55,6 @@ impl Default for MemoryState {
 
 #[async_trait]
 impl SharedState for MemoryState {
-    async fn remember_once(&self, key: &str, ttl: Duration) -> Result<bool, SharedError> {
-        Ok(self.with_maps(|maps, now| {
-            if maps.once.get(key, now).is_some() {
-                return false;
-            }
-            maps.once.insert(key, (), now + ttl, now);
-            true
-        }))
-    }
-
-    async fn seen(&self, key: &str) -> Result<bool, SharedError> {
-        Ok(self.with_maps(|maps, now| maps.once.get(key, now).is_some()))
-    }
-
     async fn idempotency_begin(&self, key: &str, _fingerprint: &str, ttl: Duration) -> Result<IdempotencyState, SharedError> {
         Ok(self.with_maps(|maps, now| match maps.idempotency.get(key, now) {
             Some(Idempotency::InFlight) => IdempotencyState::InFlight,
@@ -105,6 +92,23 @@ impl SharedState for MemoryState {
                 maps.rates.insert(key, tat, now + decision.reset_after, now);
             }
             decision
+        }))
+    }
+
+    async fn reserve(&self, key: &str, spacing: Duration, count: u32, ahead: Duration) -> Result<Reservation, SharedError> {
+        let us = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 4);
+        Ok(self.with_maps(|maps, now| {
+            let now_us = us(now.duration_since(self.origin));
+            let (reservation, tat) = reserve(us(spacing), count, us(ahead), now_us, maps.pace.get(key, now).copied());
+            if let Some(tat) = tat {
+                maps.pace.insert(
+                    key,
+                    tat,
+                    now + Duration::from_micros(u64::try_from(tat - now_us).unwrap_or(0)) + Duration::from_secs(1),
+                    now,
+                );
+            }
+            reservation
         }))
     }
 

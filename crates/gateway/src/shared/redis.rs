@@ -1,28 +1,18 @@
 //! Shared state in Redis, for several instances. Each operation touches one key, so it is
 //! cluster-safe without a common hash tag (which would put every key of a deployment in one slot):
-//! keys are `wg:<prefix>:once:<key>`, `wg:<prefix>:idem:<key>` (a hash: `state`, `fp`, `status`,
-//! `body`) and `wg:<prefix>:rate:<key>` (the GCRA theoretical arrival time, µs). The rate script
-//! reads the clock with Redis `TIME`, so every instance uses the same clock.
-//!
-//! Also home of the Redis plumbing the queue shares: one connection type (a single node or a
-//! cluster), one connection setup and one timeout rule.
+//! keys are `wg:<prefix>:idem:<key>` (a hash: `state`, `fp`, `status`, `body`),
+//! `wg:<prefix>:rate:<key>` and `wg:<prefix>:pace:<key>` (theoretical arrival times, µs). The
+//! scripts read the clock with Redis `TIME`, so every instance uses the same clock.
 
 use std::fmt;
-use std::future::Future;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use ::redis::cluster::ClusterClient;
-use ::redis::cluster_async::ClusterConnection;
-use ::redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
+use ::redis::Script;
 use async_trait::async_trait;
 
-use super::{Gcra, IdempotencyState, RateDecision, RateLimit, SharedError, SharedState, micros};
-
-/// The longest one call to Redis may take, including waiting for a reconnection in progress.
-const CALL_TIMEOUT: Duration = Duration::from_secs(2);
-/// The longest the first connection may take at start.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+use super::connection::{RedisConnection, timed, valid_prefix};
+use super::gcra::{Gcra, micros};
+use super::state::{IdempotencyState, RateDecision, RateLimit, Reservation, SharedError, SharedState};
 
 /// Answers the stored record, or takes the key (in flight) if there is none.
 const IDEMPOTENCY_BEGIN: &str = r"
@@ -59,6 +49,22 @@ redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil(reset_a
 return {1, math.floor(diff / emission), 0, reset_after}
 ";
 
+/// Slot reservations, the same arithmetic as `gcra::reserve`. ARGV: spacing, count, ahead (µs).
+/// Returns {granted, start_in_us}.
+const RESERVE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local emission, count, ahead = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now) or now
+if tat < now then tat = now end
+local room = math.floor(math.max(now + ahead - tat, 0) / emission)
+local granted = math.min(room, count)
+if granted <= 0 then return {0, tat + emission - now - ahead} end
+local new_tat = tat + granted * emission
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+return {granted, tat - now}
+";
+
 /// [`SharedState`] in Redis.
 #[derive(Clone)]
 pub struct RedisState {
@@ -72,6 +78,7 @@ struct Scripts {
     begin: Script,
     abandon: Script,
     gcra: Script,
+    reserve: Script,
 }
 
 impl fmt::Debug for RedisState {
@@ -82,51 +89,30 @@ impl fmt::Debug for RedisState {
 }
 
 impl RedisState {
-    /// Connects to a single node at `url` (`redis://` or `rediss://`); keys are namespaced by
-    /// `prefix` (letters, digits, `_`, `-`, `.`). For a cluster, use [`RedisConnection::connect`]
-    /// and [`from_connection`](Self::from_connection).
-    pub async fn connect(url: &str, prefix: &str) -> Result<Self, SharedError> {
+    /// Uses `conn` (shared with the queue), with keys namespaced by `prefix` (letters, digits,
+    /// `_`, `-`, `.`).
+    pub fn new(conn: RedisConnection, prefix: &str) -> Result<Self, SharedError> {
         valid_prefix(prefix).map_err(SharedError::Config)?;
-        let conn = RedisConnection::connect(url, false).await.map_err(|e| SharedError::Unavailable(e.to_string()))?;
-        Self::from_connection(conn, prefix)
-    }
-
-    /// Uses an existing connection (for instance the queue's), with keys namespaced by `prefix`.
-    pub fn from_connection(conn: RedisConnection, prefix: &str) -> Result<Self, SharedError> {
-        valid_prefix(prefix).map_err(SharedError::Config)?;
-        let scripts = Scripts { begin: Script::new(IDEMPOTENCY_BEGIN), abandon: Script::new(IDEMPOTENCY_ABANDON), gcra: Script::new(GCRA) };
+        let scripts = Scripts {
+            begin: Script::new(IDEMPOTENCY_BEGIN),
+            abandon: Script::new(IDEMPOTENCY_ABANDON),
+            gcra: Script::new(GCRA),
+            reserve: Script::new(RESERVE),
+        };
         Ok(Self { conn, prefix: prefix.to_owned(), scripts })
     }
 
     fn key(&self, kind: &str, key: &str) -> String {
         format!("wg:{}:{kind}:{key}", self.prefix)
     }
-
-    async fn call<T>(&self, op: &'static str, fut: impl Future<Output = Result<T, RedisError>>) -> Result<T, SharedError> {
-        timed(op, fut).await.map_err(|e| SharedError::Unavailable(e.to_string()))
-    }
 }
 
 #[async_trait]
 impl SharedState for RedisState {
-    async fn remember_once(&self, key: &str, ttl: Duration) -> Result<bool, SharedError> {
-        let mut cmd = ::redis::cmd("SET");
-        cmd.arg(self.key("once", key)).arg(1).arg("NX").arg("PX").arg(millis(ttl));
-        let set: Option<String> = self.call("remember_once", cmd.query_async(&mut self.conn.clone())).await?;
-        Ok(set.is_some())
-    }
-
-    async fn seen(&self, key: &str) -> Result<bool, SharedError> {
-        let mut cmd = ::redis::cmd("EXISTS");
-        cmd.arg(self.key("once", key));
-        let n: i64 = self.call("seen", cmd.query_async(&mut self.conn.clone())).await?;
-        Ok(n > 0)
-    }
-
     async fn idempotency_begin(&self, key: &str, fingerprint: &str, ttl: Duration) -> Result<IdempotencyState, SharedError> {
         let mut invocation = self.scripts.begin.key(self.key("idem", key));
         invocation.arg(fingerprint).arg(millis(ttl));
-        let reply: Vec<Vec<u8>> = self.call("idempotency_begin", invocation.invoke_async(&mut self.conn.clone())).await?;
+        let reply: Vec<Vec<u8>> = timed("idempotency_begin", invocation.invoke_async(&mut self.conn.clone())).await?;
         parse_idempotency(reply)
     }
 
@@ -145,12 +131,13 @@ impl SharedState for RedisState {
             .arg("body")
             .arg(body);
         pipe.cmd("PEXPIRE").arg(&key).arg(millis(ttl));
-        self.call("idempotency_complete", pipe.exec_async(&mut self.conn.clone())).await
+        Ok(timed("idempotency_complete", pipe.exec_async(&mut self.conn.clone())).await?)
     }
 
     async fn idempotency_abandon(&self, key: &str) -> Result<(), SharedError> {
         let invocation = self.scripts.abandon.key(self.key("idem", key));
-        self.call("idempotency_abandon", invocation.invoke_async::<i64>(&mut self.conn.clone())).await.map(drop)
+        timed("idempotency_abandon", invocation.invoke_async::<i64>(&mut self.conn.clone())).await?;
+        Ok(())
     }
 
     async fn rate_limit(&self, key: &str, limit: RateLimit) -> Result<RateDecision, SharedError> {
@@ -158,7 +145,7 @@ impl SharedState for RedisState {
         let mut invocation = self.scripts.gcra.key(self.key("rate", key));
         invocation.arg(gcra.emission_us).arg(gcra.burst_offset_us);
         let (allowed, remaining, retry_after, reset_after): (i64, i64, i64, i64) =
-            self.call("rate_limit", invocation.invoke_async(&mut self.conn.clone())).await?;
+            timed("rate_limit", invocation.invoke_async(&mut self.conn.clone())).await?;
         Ok(RateDecision {
             allowed: allowed == 1,
             remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
@@ -167,8 +154,16 @@ impl SharedState for RedisState {
         })
     }
 
+    async fn reserve(&self, key: &str, spacing: Duration, count: u32, ahead: Duration) -> Result<Reservation, SharedError> {
+        let mut invocation = self.scripts.reserve.key(self.key("pace", key));
+        let us = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 4);
+        invocation.arg(us(spacing).max(1)).arg(count).arg(us(ahead));
+        let (granted, start_in): (i64, i64) = timed("reserve", invocation.invoke_async(&mut self.conn.clone())).await?;
+        Ok(Reservation { granted: u32::try_from(granted).unwrap_or(0), start_in: micros(start_in), spacing })
+    }
+
     async fn ping(&self) -> Result<(), SharedError> {
-        let pong: String = self.call("ping", ::redis::cmd("PING").query_async(&mut self.conn.clone())).await?;
+        let pong: String = timed("ping", ::redis::cmd("PING").query_async(&mut self.conn.clone())).await?;
         if pong == "PONG" { Ok(()) } else { Err(SharedError::Corrupt(format!("PING answered {pong:?}"))) }
     }
 }
@@ -192,126 +187,4 @@ fn parse_idempotency(reply: Vec<Vec<u8>>) -> Result<IdempotencyState, SharedErro
 /// A TTL in whole milliseconds, at least 1 (Redis rejects a zero expiry).
 fn millis(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
-}
-
-/// Checks a key prefix: letters, digits, `_`, `-` and `.` only, so it can neither break a hash
-/// tag (`{`, `}`) nor act as a pattern in `SCAN MATCH`.
-pub(crate) fn valid_prefix(prefix: &str) -> Result<(), String> {
-    if prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
-        Ok(())
-    } else {
-        Err(format!("Redis key prefix {prefix:?} may only hold letters, digits, '_', '-' and '.'"))
-    }
-}
-
-/// A connection to Redis, to a single node or to a cluster. Cheap to clone: clones share the
-/// underlying multiplexed connection(s). Commands and scripts go through
-/// [`ConnectionLike`]; on a cluster each is routed by its first key.
-#[derive(Clone)]
-pub enum RedisConnection {
-    /// One node (standalone, or a primary behind a proxy).
-    Single(ConnectionManager),
-    /// A Redis Cluster: nodes discovered from the one given, commands routed by key slot.
-    Cluster(ClusterConnection),
-}
-
-impl fmt::Debug for RedisConnection {
-    // The inner connections' Debug may show connection info; keep credentials out of logs.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Single(_) => "RedisConnection::Single",
-            Self::Cluster(_) => "RedisConnection::Cluster",
-        })
-    }
-}
-
-impl RedisConnection {
-    /// Connects to `url` (`redis://` or `rediss://`): a single node, or with `cluster` one node of
-    /// a Redis Cluster from which the others are discovered. Same timeouts either way.
-    pub async fn connect(url: &str, cluster: bool) -> Result<Self, RedisCallError> {
-        if cluster { connect_cluster(url).await.map(Self::Cluster) } else { connect_manager(url).await.map(Self::Single) }
-    }
-}
-
-impl ConnectionLike for RedisConnection {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Self::Single(conn) => conn.req_packed_command(cmd),
-            Self::Cluster(conn) => conn.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(&'a mut self, pipeline: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Self::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Self::Single(conn) => conn.get_db(),
-            Self::Cluster(conn) => conn.get_db(),
-        }
-    }
-}
-
-/// Per-attempt bounds shared by the single-node and cluster connections.
-const NODE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
-const NODE_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Opens a [`ClusterConnection`] from one node's URL: the other nodes are discovered from it,
-/// each connection attempt and response bounded like [`connect_manager`]'s.
-async fn connect_cluster(url: &str) -> Result<ClusterConnection, RedisCallError> {
-    let client = ClusterClient::builder(vec![url])
-        .connection_timeout(NODE_CONNECTION_TIMEOUT)
-        .response_timeout(NODE_RESPONSE_TIMEOUT)
-        .build()
-        .map_err(RedisCallError::Redis)?;
-    match tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_connection()).await {
-        Ok(result) => result.map_err(RedisCallError::Redis),
-        Err(_) => Err(RedisCallError::Timeout { op: "connect", after: CONNECT_TIMEOUT }),
-    }
-}
-
-/// Opens a [`ConnectionManager`]: multiplexed, reconnecting by itself with backoff after Redis
-/// restarts, each command bounded by a response timeout.
-pub(crate) async fn connect_manager(url: &str) -> Result<ConnectionManager, RedisCallError> {
-    let client = Client::open(url).map_err(RedisCallError::Redis)?;
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(NODE_CONNECTION_TIMEOUT))
-        .set_response_timeout(Some(NODE_RESPONSE_TIMEOUT))
-        .set_max_delay(Duration::from_secs(1))
-        // Few retries per reconnection, so a failing first connect reports its cause quickly;
-        // after a failed reconnection, the next command starts another.
-        .set_number_of_retries(2);
-    match tokio::time::timeout(CONNECT_TIMEOUT, ConnectionManager::new_with_config(client, config)).await {
-        Ok(result) => result.map_err(RedisCallError::Redis),
-        Err(_) => Err(RedisCallError::Timeout { op: "connect", after: CONNECT_TIMEOUT }),
-    }
-}
-
-/// Runs one Redis call under [`CALL_TIMEOUT`]: the connection's own response timeout does not
-/// cover waiting for a reconnection in progress.
-pub(crate) async fn timed<T>(op: &'static str, fut: impl Future<Output = Result<T, RedisError>>) -> Result<T, RedisCallError> {
-    match tokio::time::timeout(CALL_TIMEOUT, fut).await {
-        Ok(result) => result.map_err(RedisCallError::Redis),
-        Err(_) => Err(RedisCallError::Timeout { op, after: CALL_TIMEOUT }),
-    }
-}
-
-/// A failed Redis call (or connection).
-#[derive(Debug, thiserror::Error)]
-pub enum RedisCallError {
-    /// Redis answered with an error, or the connection failed.
-    #[error("redis: {0}")]
-    Redis(RedisError),
-    /// No answer in time.
-    #[error("redis: {op} timed out after {after:?}")]
-    Timeout {
-        /// The operation that timed out.
-        op: &'static str,
-        /// The bound it exceeded.
-        after: Duration,
-    },
 }

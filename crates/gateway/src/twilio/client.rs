@@ -5,7 +5,8 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::errors::{ErrorClass, classify_code};
+use crate::domain::MessageSid;
+use crate::domain::error_codes::{ErrorClass, classify_code};
 
 /// The Messages API client.
 #[derive(Clone)]
@@ -45,7 +46,7 @@ pub struct CreateMessage {
 #[derive(Debug, Clone, Deserialize)]
 pub struct TwilioMessage {
     /// `SM…` / `MM…`.
-    pub sid: String,
+    pub sid: MessageSid,
     /// Twilio's status.
     pub status: String,
     /// Recipient.

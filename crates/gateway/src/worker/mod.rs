@@ -1,73 +1,106 @@
-//! The worker pool: N loops that claim a job, send its message through [`Sender`], and go back
-//! for more; plus the sweeper that re-queues due messages the queue does not hold. Shutdown is a
-//! `CancellationToken`: loops stop claiming and finish the send in hand.
+//! The worker pool: one dispatcher per process claims as many messages as it has free send slots
+//! (`WORKER_CONCURRENCY`) in one call to the queue, and sends each on its own task through
+//! [`Sender`]; plus the sweeper, which re-queues due messages an external queue does not hold,
+//! and the gauges of the backlog. Shutdown is a `CancellationToken`: the dispatcher stops
+//! claiming and the sends in hand finish.
 
 mod backoff;
+mod pacing;
+mod reconcile;
 mod sender;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 pub use backoff::backoff_delay;
-pub use sender::{SendOutcome, Sender};
+pub use sender::{SendOutcome, Sender, WorkerError};
 
+use crate::domain::now_ms;
 use crate::queue::{Job, JobQueue};
-use crate::store::{Store, now_ms};
+use crate::store::Store;
+use crate::telemetry::metrics;
 
-/// Starts `concurrency` worker loops and the sweeper; they run until `shutdown` is cancelled.
-pub fn spawn_pool(sender: Arc<Sender>, queue: Arc<dyn JobQueue>, store: Store, shutdown: CancellationToken) -> JoinSet<()> {
+/// Which background loops a process runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Loops {
+    /// The sweeper: only useful with an external queue, which can lose jobs.
+    pub sweeper: bool,
+}
+
+/// Starts the dispatcher, the sweeper (when asked) and the gauges; they run until `shutdown` is
+/// cancelled.
+pub fn spawn_pool(sender: Arc<Sender>, store: Store, loops: Loops, shutdown: CancellationToken) -> JoinSet<()> {
     let config = sender.config().clone();
     let mut set = JoinSet::new();
-    let instance = uuid::Uuid::new_v4().simple().to_string();
-    for n in 0..config.concurrency {
-        let worker_id = format!("{}-{n}", &instance[..12]);
-        set.spawn(work_loop(sender.clone(), queue.clone(), worker_id, config.lease, config.poll_interval, shutdown.clone()));
+    let worker_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    set.spawn(dispatch(sender.clone(), worker_id, shutdown.clone()));
+    if loops.sweeper {
+        set.spawn(sweep_loop(store.clone(), sender.queue().clone(), config.sweep_interval, shutdown.clone()));
     }
-    set.spawn(sweep_loop(store, queue, config.sweep_interval, shutdown));
+    set.spawn(gauge_loop(store, shutdown));
     set
 }
 
-async fn work_loop(
-    sender: Arc<Sender>,
-    queue: Arc<dyn JobQueue>,
-    worker_id: String,
-    lease: Duration,
-    poll: Duration,
-    shutdown: CancellationToken,
-) {
-    while !shutdown.is_cancelled() {
-        match queue.claim(&worker_id, lease).await {
-            Ok(Some(job)) => {
-                let span = tracing::info_span!("send", message_id = %job.message_id, worker = %worker_id);
-                if let Err(e) = sender.process(job.message_id, &worker_id).instrument(span).await {
-                    tracing::error!(message_id = %job.message_id, error = %e, "send failed; the job will be retried when its lease expires");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+/// Claims work for free slots, and sends each claimed message on a task of its own.
+async fn dispatch(sender: Arc<Sender>, worker_id: String, shutdown: CancellationToken) {
+    let config = sender.config().clone();
+    let slots = Arc::new(Semaphore::new(config.concurrency));
+    let mut sends = JoinSet::new();
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+        };
+        let mut permits = vec![first];
+        while let Ok(permit) = slots.clone().try_acquire_owned() {
+            permits.push(permit);
+        }
+        match sender.queue().claim(&worker_id, permits.len(), config.lease).await {
+            Ok(claims) if !claims.is_empty() => {
+                for (claim, permit) in claims.into_iter().zip(permits.drain(..)) {
+                    let (sender, worker_id) = (sender.clone(), worker_id.clone());
+                    let span = tracing::info_span!("send", message_id = %claim.message.id);
+                    sends.spawn(
+                        async move {
+                            if let Err(e) = sender.process(claim, &worker_id).await {
+                                tracing::error!(error = %crate::telemetry::chain(&e), "send failed; the message is retried when its lease expires");
+                            }
+                            drop(permit);
+                        }
+                        .instrument(span),
+                    );
                 }
             }
-            Ok(None) => {
+            Ok(_) => {
+                drop(permits);
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = queue.wait_for_work(poll) => {}
+                    _ = sender.queue().wait_for_work(config.poll_interval) => {}
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot claim from the queue; retrying");
+                drop(permits);
+                tracing::warn!(error = %crate::telemetry::chain(&e), "cannot claim work; retrying");
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }
         }
+        // Reap finished sends so the set does not grow.
+        while sends.try_join_next().is_some() {}
     }
+    while sends.join_next().await.is_some() {}
 }
 
-/// Re-queues sendable messages that are due and not leased. With the embedded queue this only
-/// matters after a crash between storing a message and queueing it; with an external queue it
-/// also recovers from the queue losing its data.
+/// Re-queues sendable messages that are due and not leased: with an external queue this
+/// recovers from the queue losing its data (and from a crash between storing a message and
+/// queueing it).
 async fn sweep_loop(store: Store, queue: Arc<dyn JobQueue>, interval: Duration, shutdown: CancellationToken) {
     loop {
         tokio::select! {
@@ -76,17 +109,32 @@ async fn sweep_loop(store: Store, queue: Arc<dyn JobQueue>, interval: Duration, 
         }
         match sweep_once(&store, queue.as_ref()).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(requeued = n, "sweeper re-queued due messages"),
-            Err(e) => tracing::warn!(error = %e, "sweeper pass failed"),
+            Ok(n) => tracing::debug!(requeued = n, "sweeper re-queued due messages"),
+            Err(e) => tracing::warn!(error = %crate::telemetry::chain(e.as_ref()), "sweeper pass failed"),
         }
     }
 }
 
 /// One sweeper pass; returns how many jobs it (re-)enqueued.
-pub async fn sweep_once(store: &Store, queue: &dyn JobQueue) -> anyhow::Result<usize> {
+pub async fn sweep_once(store: &Store, queue: &dyn JobQueue) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
     let due = store.due_messages(now_ms(), 1000).await?;
     for (message_id, priority, run_at) in &due {
         queue.enqueue(Job { message_id: *message_id, priority: *priority, run_at: *run_at }).await?;
     }
     Ok(due.len())
+}
+
+/// Keeps the backlog gauges current.
+async fn gauge_loop(store: Store, shutdown: CancellationToken) {
+    loop {
+        let now = now_ms();
+        if let Ok(b) = store.backlog(now).await {
+            let waited = b.oldest_due_at.map_or(0, |at| (now - at).max(0));
+            metrics::backlog(b.sendable, b.due, Duration::from_millis(u64::try_from(waited).unwrap_or(0)));
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
 }

@@ -1,0 +1,150 @@
+//! The configuration's shape: one typed struct with a field (and a `///` naming its variable) for
+//! every setting. Loading and checking it is [`super::load`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::domain::PhoneNumber;
+
+/// Where a message goes out through Twilio: credentials and sender.
+#[derive(Debug, Clone)]
+pub struct TwilioConfig {
+    /// Account SID (`AC…`).
+    pub account_sid: String,
+    /// Auth token; signs webhooks and authenticates API calls.
+    pub auth_token: SecretString,
+    /// A second token accepted on webhooks while the primary is being rotated.
+    pub secondary_auth_token: Option<SecretString>,
+    /// The WhatsApp sender, `whatsapp:+14155238886`.
+    pub whatsapp_from: PhoneNumber,
+    /// Base URL of the Messages API (Twilio, or an emulator).
+    pub api_base_url: String,
+    /// Timeout of one call to Twilio.
+    pub request_timeout: Duration,
+}
+
+/// How the worker pool sends.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Number of concurrent senders in this process (`WORKER_CONCURRENCY`).
+    pub concurrency: usize,
+    /// Attempts before a message is dead-lettered (`MAX_ATTEMPTS`).
+    pub max_attempts: u32,
+    /// First retry delay; doubled each attempt, the upper half of each step random ("equal
+    /// jitter", see `worker::backoff_delay`) (`RETRY_BASE_MS`).
+    pub retry_base: Duration,
+    /// Longest retry delay (`RETRY_MAX_MS`).
+    pub retry_max: Duration,
+    /// How long a claimed message is reserved for its worker (`WORKER_LEASE_MS`); must exceed the
+    /// Twilio request timeout.
+    pub lease: Duration,
+    /// Messages per second per sender number (`SENDER_RATE_PER_SEC`; WhatsApp's default is 80).
+    pub sender_rate_per_sec: u32,
+    /// How often an idle worker looks for work it was not told about (`WORKER_POLL_MS`).
+    pub poll_interval: Duration,
+    /// How often the sweeper re-queues due messages missing from the queue (`SWEEPER_INTERVAL_MS`).
+    pub sweep_interval: Duration,
+}
+
+/// What to do with incoming messages.
+#[derive(Debug, Clone, Default)]
+pub struct InboundConfig {
+    /// Text answered to every incoming message that is not a STOP/START keyword (`AUTO_REPLY_TEXT`).
+    pub auto_reply: Option<String>,
+    /// URL that receives each incoming message as JSON (`INBOUND_FORWARD_URL`).
+    pub forward_url: Option<String>,
+}
+
+/// Request rate limits (per minute, with a burst allowance).
+#[derive(Debug, Clone)]
+pub struct RateLimits {
+    /// Webhook requests per minute per client IP (`RATE_LIMIT_WEBHOOK_PER_MIN`, default 200).
+    pub webhook_per_min: u32,
+    /// API requests per minute per token subject (`RATE_LIMIT_API_PER_MIN`, default 1000).
+    pub api_per_min: u32,
+    /// `POST /send` requests per minute per token subject (`RATE_LIMIT_SEND_PER_MIN`, default
+    /// the API limit).
+    pub send_per_min: u32,
+    /// Extra requests allowed at once above the steady rate (`RATE_LIMIT_BURST`, default 50).
+    pub burst: u32,
+}
+
+/// The database connections and the write batches.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// Connections in the read pool (`DATABASE_MAX_CONNECTIONS`, default 8).
+    pub max_connections: u32,
+    /// How long a request waits for a free connection before the database counts as unavailable
+    /// and the API answers 503 (`DATABASE_ACQUIRE_TIMEOUT_MS`, default 5000).
+    pub acquire_timeout: Duration,
+    /// The most commands one write batch (one transaction) carries (`WRITER_MAX_BATCH`, default 512).
+    pub max_batch: usize,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `sqlite://…` or `postgres://…` (`DATABASE_URL`; default `sqlite://data/gateway.db`).
+    pub database_url: SecretString,
+    /// Connections and write batches.
+    pub database: DatabaseConfig,
+    /// Address the HTTP server binds (`BIND_ADDR`; default `127.0.0.1:8080`).
+    pub bind_addr: SocketAddr,
+    /// The URL Twilio calls us at (`PUBLIC_BASE_URL`); defaults to `http://` + the bound address.
+    pub public_base_url: Option<String>,
+    /// Twilio; `None` when no credentials are set, in which case the built-in emulator is used.
+    pub twilio: Option<TwilioConfig>,
+    /// The sender used with the emulator (`TWILIO_WHATSAPP_FROM`, default the sandbox number).
+    pub whatsapp_from: PhoneNumber,
+    /// Timeout of one call to Twilio (`TWILIO_TIMEOUT_MS`).
+    pub twilio_timeout: Duration,
+    /// HS256 secret for API bearer tokens (`JWT_SECRET`); a development secret kept in
+    /// `data/jwt-secret` is used when unset.
+    pub jwt_secret: SecretString,
+    /// Whether the JWT secret was generated for development.
+    pub jwt_secret_generated: bool,
+    /// PEM public key (RSA → RS256, EC P-256 → ES256) from `JWT_PUBLIC_KEY_FILE`; when set, only
+    /// tokens signed with its private key are accepted.
+    pub jwt_public_key_pem: Option<String>,
+    /// Required `aud` claim (`JWT_AUDIENCE`).
+    pub jwt_audience: Option<String>,
+    /// Required `iss` claim (`JWT_ISSUER`).
+    pub jwt_issuer: Option<String>,
+    /// `REDIS_URL` (`redis://` or `rediss://`): the queue, replay, idempotency and rate-limit
+    /// state move to Redis, shared by every instance.
+    pub redis_url: Option<SecretString>,
+    /// Prefix of every Redis key (`REDIS_KEY_PREFIX`), so deployments can share a Redis.
+    pub redis_prefix: String,
+    /// `REDIS_CLUSTER` (default false): REDIS_URL is one node of a Redis Cluster; the other nodes
+    /// are discovered from it.
+    pub redis_cluster: bool,
+    /// HTTPS: certificate and key PEM files (`TLS_CERT_FILE`, `TLS_KEY_FILE`).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Refuse plain-HTTP requests and send HSTS (`REQUIRE_HTTPS`); behind a TLS-terminating
+    /// proxy this needs `TRUST_PROXY` so that `X-Forwarded-Proto` is believed.
+    pub require_https: bool,
+    /// Believe `X-Forwarded-For/-Proto/-Host` from the peer (`TRUST_PROXY`): set only when a
+    /// proxy you run is the only way in.
+    pub trust_proxy: bool,
+    /// Rate limits.
+    pub rate_limits: RateLimits,
+    /// Worker pool settings.
+    pub worker: WorkerConfig,
+    /// Incoming message handling.
+    pub inbound: InboundConfig,
+    /// `json` for JSON logs, anything else for human-readable ones (`LOG_FORMAT`).
+    pub log_json: bool,
+}
+
+/// A configuration value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {variable}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub variable: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}

@@ -1,0 +1,71 @@
+//! Twilio error codes: which are worth retrying and what they mean.
+//!
+//! 20429 (too many concurrent requests) is "always safe to retry"; 5xx answers and network
+//! failures are retried; every other 4xx and the listed delivery errors are permanent, since
+//! sending the same message again cannot succeed.
+
+/// What to do after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Try again later, with backoff.
+    Retryable,
+    /// Give up now and keep the code.
+    Permanent,
+}
+
+/// Codes Twilio documents as safe or sensible to retry.
+const RETRYABLE: &[i64] = &[20429, 20500, 20503, 30001, 63017, 63018];
+
+/// Classifies an API answer by its HTTP status and Twilio error code.
+pub fn classify_code(http_status: u16, code: Option<i64>) -> ErrorClass {
+    if code.is_some_and(|c| RETRYABLE.contains(&c)) || http_status == 429 || http_status >= 500 {
+        ErrorClass::Retryable
+    } else {
+        ErrorClass::Permanent
+    }
+}
+
+/// A short description of a Twilio error code, for codes the gateway meets on WhatsApp.
+pub fn describe(code: i64) -> &'static str {
+    match code {
+        20003 => "Authentication failed: check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN",
+        20429 => "Too many concurrent requests",
+        21211 => "Invalid 'To' phone number",
+        21408 => "Permission to send to this region is not enabled",
+        21610 => "The recipient has unsubscribed (replied STOP)",
+        21614 => "'To' is not a valid mobile number",
+        30003 => "Unreachable destination handset",
+        30004 => "Message blocked",
+        30005 => "Unknown destination handset",
+        30006 => "Landline or unreachable carrier",
+        30007 => "Message filtered",
+        30008 => "Unknown error",
+        63003 => "The recipient is not a valid WhatsApp user",
+        63007 => "No WhatsApp sender found for the From address",
+        63016 => "Outside the 24-hour customer service window: send an approved template (content_sid)",
+        63018 => "WhatsApp rate limit exceeded for the sender",
+        63024 => "Invalid message recipient",
+        63032 => "WhatsApp cannot deliver to this user (WhatsApp limitation)",
+        _ => "Twilio reported an error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttling_and_server_errors_are_retried() {
+        assert_eq!(classify_code(429, Some(20429)), ErrorClass::Retryable);
+        assert_eq!(classify_code(429, None), ErrorClass::Retryable);
+        assert_eq!(classify_code(500, None), ErrorClass::Retryable);
+        assert_eq!(classify_code(503, Some(20503)), ErrorClass::Retryable);
+    }
+
+    #[test]
+    fn permanent_errors_are_not() {
+        for code in [21211, 21610, 21614, 63016, 63024, 63032, 20003] {
+            assert_eq!(classify_code(400, Some(code)), ErrorClass::Permanent, "{code}");
+        }
+    }
+}

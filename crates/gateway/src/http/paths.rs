@@ -1,0 +1,40 @@
+//! Every path the gateway serves, in one place (the routers, the rate limiter, the OpenAPI
+//! document and the `StatusCallback` URL all name them from here).
+
+/// `POST`: send one message.
+pub const SEND: &str = "/api/v1/whatsapp/send";
+/// `GET`: a message, its history and attempts.
+pub const DELIVERY_STATUS: &str = "/api/v1/whatsapp/delivery-status";
+/// `GET`: delivery metrics.
+pub const DELIVERY_METRICS: &str = "/api/v1/whatsapp/delivery-metrics";
+/// `GET`: list messages.
+pub const MESSAGES: &str = "/api/v1/whatsapp/messages";
+/// `GET`: one message.
+pub const MESSAGE: &str = "/api/v1/whatsapp/messages/{id}";
+/// `GET`: one phone's performance.
+pub const PHONE_PERFORMANCE: &str = "/api/v1/whatsapp/phones/{phone}/performance";
+/// `POST`: Twilio's status callbacks.
+pub const STATUS_CALLBACK: &str = "/api/v1/whatsapp/status";
+/// `POST`: Twilio's incoming-message webhook.
+pub const INBOUND_WEBHOOK: &str = "/api/v1/whatsapp/webhook";
+/// Liveness.
+pub const HEALTHZ: &str = "/healthz";
+/// Readiness.
+pub const READYZ: &str = "/readyz";
+/// Prometheus.
+pub const METRICS: &str = "/metrics";
+/// The OpenAPI document.
+pub const OPENAPI: &str = "/openapi.json";
+/// The rendered API reference.
+pub const DOCS: &str = "/docs";
+/// The dashboard page, its script and its style sheet.
+pub const DASHBOARD: &str = "/dashboard";
+/// The dashboard's script.
+pub const DASHBOARD_SCRIPT: &str = "/dashboard.js";
+/// The dashboard's style sheet.
+pub const DASHBOARD_STYLE: &str = "/dashboard.css";
+
+/// Whether `path` is one of Twilio's webhooks (authenticated by signature, not by token).
+pub fn is_webhook(path: &str) -> bool {
+    path == STATUS_CALLBACK || path == INBOUND_WEBHOOK
+}

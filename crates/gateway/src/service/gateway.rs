@@ -1,0 +1,212 @@
+//! [`Gateway`]: what the HTTP handlers call, and what an application that embeds the gateway
+//! calls directly — send, receive, apply status reports, look up. It is the only way from the
+//! API to the store and the queue.
+
+use std::sync::Arc;
+
+use super::error::{Dependency, GatewayError};
+use super::inbound::{Handlers, InboundHandler};
+use crate::config::InboundConfig;
+use crate::domain::{Granularity, InboundMessage, MessageId, MessageSid, NewOutboundMessage, OptChange, PhoneNumber, UnixMillis, now_ms};
+use crate::queue::{Job, JobQueue};
+use crate::store::{
+    ApplyOutcome, AttemptRecord, Backlog, ListFilter, MessageRecord, MetricsBucket, PhonePerformance, StatusLogEntry, StatusReport, Store,
+};
+use crate::telemetry::metrics;
+use crate::worker::Sender;
+
+/// How `send` hands a message over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SendMode {
+    /// Store and queue; a worker sends it (the default).
+    #[default]
+    Queue,
+    /// Store and send within the call; falls back to the queue if Twilio asks to retry.
+    Immediate,
+}
+
+/// What the webhook answers to an incoming message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundReply {
+    /// The stored message.
+    pub message_id: MessageId,
+    /// The same SID had been received before.
+    pub duplicate: bool,
+    /// Text to answer with, if any.
+    pub reply: Option<String>,
+}
+
+/// How to find a message for its delivery status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// By the gateway's id.
+    Id(MessageId),
+    /// By Twilio's SID.
+    Sid(MessageSid),
+}
+
+/// A message with its full history and every send attempt.
+#[derive(Debug, Clone)]
+pub struct DeliveryStatus {
+    /// The message.
+    pub message: MessageRecord,
+    /// Every status report, oldest first.
+    pub history: Vec<StatusLogEntry>,
+    /// Every send attempt, oldest first.
+    pub attempts: Vec<AttemptRecord>,
+}
+
+/// Whether each dependency answers.
+#[derive(Debug)]
+pub struct Health {
+    /// The database.
+    pub database: Result<(), GatewayError>,
+    /// The queue.
+    pub queue: Result<(), GatewayError>,
+}
+
+/// The gateway's operations.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    queue: Arc<dyn JobQueue>,
+    sender: Arc<Sender>,
+    handlers: Handlers,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").field("sender", &self.inner.sender).finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Assembles the gateway from its parts.
+    pub fn new(store: Store, sender: Arc<Sender>, handlers: Vec<Arc<dyn InboundHandler>>, inbound: InboundConfig) -> Self {
+        let queue = sender.queue().clone();
+        Self { inner: Arc::new(Inner { store, queue, sender, handlers: Handlers::new(handlers, inbound) }) }
+    }
+
+    /// Stores `message` and queues it, or sends it now in [`SendMode::Immediate`]. With an
+    /// idempotency key used before, returns the earlier message and stores nothing.
+    pub async fn send(&self, mut message: NewOutboundMessage, mode: SendMode) -> Result<MessageRecord, GatewayError> {
+        let now = now_ms();
+        let lease = self.inner.sender.config().lease;
+        let due = message.send_at.unwrap_or(now).max(now);
+        let immediate = mode == SendMode::Immediate && due <= now;
+        if immediate {
+            // Not due for the workers: this call sends it. Should the process die mid-send, the
+            // message becomes due when the lease would have ended.
+            message.send_at = Some(now + lease.as_millis() as i64);
+        }
+        let from = self.inner.sender.from().clone();
+        let (stored, created) = self.inner.store.insert_outbound(message, from, now).await?;
+        if !created {
+            tracing::info!(message_id = %stored.id, "idempotency key already used: returning the earlier message");
+            return Ok(stored);
+        }
+        metrics::message_created(mode == SendMode::Immediate);
+        let job = Job { message_id: stored.id, priority: stored.priority, run_at: stored.next_attempt_at.unwrap_or(now) };
+        if let Err(e) = self.inner.queue.enqueue(job).await {
+            // The message is stored, so it is accepted: the sweeper queues it from the database.
+            tracing::warn!(message_id = %stored.id, error = %crate::telemetry::chain(&e), "queue unavailable; the sweeper will queue the stored message");
+            metrics::enqueue_failed();
+        }
+        if !immediate {
+            return Ok(stored);
+        }
+        let worker = format!("api-{}", uuid::Uuid::new_v4().simple());
+        if let Some(claim) = self.inner.store.claim_now(stored.id, &worker, lease).await? {
+            self.inner.sender.process(claim, &worker).await?;
+        }
+        Ok(self.inner.store.message(stored.id).await?.unwrap_or(stored))
+    }
+
+    /// Stores an incoming message, updates its contact, and runs the handlers (once per SID).
+    pub async fn receive(&self, message: InboundMessage) -> Result<InboundReply, GatewayError> {
+        let opt = OptChange::from_body(message.body.as_deref());
+        let outcome = self.inner.store.record_inbound(message.clone(), opt).await?;
+        metrics::inbound(outcome.duplicate);
+        if outcome.duplicate {
+            return Ok(InboundReply { message_id: outcome.message_id, duplicate: true, reply: None });
+        }
+        let reply = match opt.reply() {
+            Some(text) => Some(text.to_owned()),
+            None => self.inner.handlers.reply(&message, &outcome.contact).await,
+        };
+        self.inner.handlers.forward(&message, outcome.message_id);
+        Ok(InboundReply { message_id: outcome.message_id, duplicate: false, reply })
+    }
+
+    /// Applies a status report (a Twilio callback) to the message it names.
+    pub async fn report_status(&self, report: StatusReport) -> Result<ApplyOutcome, GatewayError> {
+        Ok(self.inner.store.apply_status(report).await?)
+    }
+
+    /// One message.
+    pub async fn message(&self, id: MessageId) -> Result<MessageRecord, GatewayError> {
+        self.inner.store.message(id).await?.ok_or_else(|| GatewayError::NotFound(format!("no message with id {id}")))
+    }
+
+    /// A message with its history and attempts.
+    pub async fn delivery_status(&self, lookup: &Lookup) -> Result<DeliveryStatus, GatewayError> {
+        let store = &self.inner.store;
+        let message = match lookup {
+            Lookup::Id(id) => store.message(*id).await?,
+            Lookup::Sid(sid) => store.message_by_sid(sid).await?,
+        };
+        let message = message.ok_or_else(|| GatewayError::NotFound("no such message".into()))?;
+        let history = store.status_history(message.id).await?;
+        let attempts = store.attempts(message.id).await?;
+        Ok(DeliveryStatus { message, history, attempts })
+    }
+
+    /// Messages matching `filter`, newest first.
+    pub async fn list_messages(&self, filter: &ListFilter) -> Result<Vec<MessageRecord>, GatewayError> {
+        Ok(self.inner.store.list_messages(filter).await?)
+    }
+
+    /// Metrics buckets in `[from, to)`, for all phones or one.
+    pub async fn metrics(
+        &self,
+        granularity: Granularity,
+        from: UnixMillis,
+        to: UnixMillis,
+        phone: Option<&PhoneNumber>,
+    ) -> Result<Vec<MetricsBucket>, GatewayError> {
+        Ok(self.inner.store.metrics_buckets(granularity, from, to, phone).await?)
+    }
+
+    /// A recipient's performance.
+    pub async fn phone_performance(&self, phone: &PhoneNumber) -> Result<PhonePerformance, GatewayError> {
+        self.inner
+            .store
+            .phone_performance(phone)
+            .await?
+            .ok_or_else(|| GatewayError::NotFound(format!("no message has been sent to {phone}")))
+    }
+
+    /// The sendable backlog right now.
+    pub async fn backlog(&self) -> Result<Backlog, GatewayError> {
+        Ok(self.inner.store.backlog(now_ms()).await?)
+    }
+
+    /// Whether the database and the queue answer.
+    pub async fn health(&self) -> Health {
+        let database = self.inner.store.ping().await.map_err(GatewayError::from);
+        let queue = self.inner.queue.ping().await.map_err(|e| match GatewayError::from(e) {
+            GatewayError::Unavailable { source, .. } => GatewayError::Unavailable { dependency: Dependency::Queue, source },
+            other => other,
+        });
+        Health { database, queue }
+    }
+
+    /// Closes the store once everything in hand is written.
+    pub async fn close(&self) {
+        self.inner.store.close().await;
+    }
+}

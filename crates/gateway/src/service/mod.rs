@@ -1,0 +1,11 @@
+//! The gateway as a library: [`Gateway`] is what the HTTP handlers call, and what an application
+//! that embeds the gateway calls directly (send, look up, receive). Its error type is
+//! [`GatewayError`].
+
+mod error;
+mod gateway;
+mod inbound;
+
+pub use error::{Dependency, GatewayError};
+pub use gateway::{DeliveryStatus, Gateway, Health, InboundReply, Lookup, SendMode};
+pub use inbound::InboundHandler;

@@ -1,0 +1,100 @@
+//! What every instance of a deployment shares: idempotency records, rate limits and pacing
+//! reservations. Both backends give the same answers to the same calls.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::connection::RedisCallError;
+
+/// Errors from a shared-state backend.
+#[derive(Debug, thiserror::Error)]
+pub enum SharedError {
+    /// The backend could not be reached, answered with an error, or did not answer in time.
+    #[error("the shared state is unavailable")]
+    Unavailable(#[from] RedisCallError),
+    /// The backend holds a value this code cannot read.
+    #[error("the shared state holds an unreadable value: {0}")]
+    Corrupt(String),
+    /// The key prefix given at start is not usable.
+    #[error("invalid shared-state configuration: {0}")]
+    Config(String),
+}
+
+/// What [`SharedState::idempotency_begin`] found for a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyState {
+    /// The key was free: the caller now holds it (marked in flight) and must complete or abandon it.
+    New,
+    /// Another request holds the key and has not finished.
+    InFlight,
+    /// A request with this key finished; its answer is stored.
+    Completed {
+        /// The fingerprint of the request that produced the answer (compare with the new request's).
+        fingerprint: String,
+        /// The HTTP status of the stored answer.
+        status: u16,
+        /// The body of the stored answer.
+        body: Vec<u8>,
+    },
+}
+
+/// A rate: `per_period` requests per `period`, with up to `burst` requests at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests allowed per `period` in the long run (0 is treated as 1).
+    pub per_period: u32,
+    /// The period the rate is expressed over.
+    pub period: Duration,
+    /// How many requests may arrive at once after a quiet spell (the bucket size; 0 is treated as 1).
+    pub burst: u32,
+}
+
+/// The answer of the rate limiter to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateDecision {
+    /// Whether the request may proceed (it has been counted if so).
+    pub allowed: bool,
+    /// How many more requests would be allowed right now.
+    pub remaining: u32,
+    /// When refused: how long until one request would be allowed. Zero when allowed.
+    pub retry_after: Duration,
+    /// How long until the limiter is back to a full burst.
+    pub reset_after: Duration,
+}
+
+/// Consecutive send slots reserved for this instance: the first `start_in` from now, then one
+/// every `spacing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reservation {
+    /// How many slots (0: none free yet; try again after `start_in`).
+    pub granted: u32,
+    /// When the first slot is, from now (or, with none granted, when to ask again).
+    pub start_in: Duration,
+    /// Time between slots.
+    pub spacing: Duration,
+}
+
+/// State shared by the instances of a deployment.
+#[async_trait]
+pub trait SharedState: Send + Sync + 'static {
+    /// Looks up an idempotency key and, if it is free, takes it (marked in flight for `ttl`, so a
+    /// holder that dies does not block the key for longer).
+    async fn idempotency_begin(&self, key: &str, fingerprint: &str, ttl: Duration) -> Result<IdempotencyState, SharedError>;
+
+    /// Stores the answer for a key taken with [`idempotency_begin`](Self::idempotency_begin), kept for `ttl`.
+    async fn idempotency_complete(&self, key: &str, fingerprint: &str, status: u16, body: &[u8], ttl: Duration) -> Result<(), SharedError>;
+
+    /// Releases an in-flight key after a failure, so a retry can take it. A completed record is kept.
+    async fn idempotency_abandon(&self, key: &str) -> Result<(), SharedError>;
+
+    /// Counts one request against `limit` for `key` (GCRA) and says whether it may proceed.
+    async fn rate_limit(&self, key: &str, limit: RateLimit) -> Result<RateDecision, SharedError>;
+
+    /// Reserves up to `count` send slots of `key`, one every `spacing`, at most `ahead` beyond
+    /// now; every instance reserving on the same key gets slots after the others' (pacing).
+    async fn reserve(&self, key: &str, spacing: Duration, count: u32, ahead: Duration) -> Result<Reservation, SharedError>;
+
+    /// Checks that the backend answers (for readiness).
+    async fn ping(&self) -> Result<(), SharedError>;
+}

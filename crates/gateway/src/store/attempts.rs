@@ -1,0 +1,72 @@
+//! Send attempts, as the worker records them: one begins just before the request leaves, and
+//! ends accepted, to retry, failed, or lost.
+
+use std::time::Duration;
+
+use super::db::Store;
+use super::error::StoreError;
+use super::messages::unexpected;
+use super::write::command::{ApplyOutcome, Command, Finish, Reply};
+use crate::domain::{AttemptOutcome, AttemptResult, MessageId, MessageSid, StatusSource, UnixMillis, now_ms};
+
+impl Store {
+    /// Records that attempt N+1 is about to leave for Twilio, renewing the lease for `lease`;
+    /// `None` if `worker` lost the lease or it expired (another worker may hold it).
+    pub async fn begin_attempt(&self, id: MessageId, worker: &str, lease: Duration) -> Result<Option<i64>, StoreError> {
+        match self.submit(Command::BeginAttempt { id, worker: worker.to_owned(), lease, at: now_ms() }).await? {
+            Reply::Began(attempt) => Ok(attempt),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Twilio accepted `attempt` and named it `sid`: the message becomes `queued`, its lease is
+    /// released, and any callbacks that raced ahead of this answer are applied.
+    pub async fn record_accepted(
+        &self,
+        id: MessageId,
+        worker: &str,
+        attempt: i64,
+        sid: MessageSid,
+        reconciled: bool,
+    ) -> Result<ApplyOutcome, StoreError> {
+        let (outcome, source) = if reconciled {
+            (AttemptOutcome::Reconciled, StatusSource::Reconcile)
+        } else {
+            (AttemptOutcome::Accepted, StatusSource::Worker)
+        };
+        self.finish(id, worker, Finish::Accepted { attempt, sid, outcome, source }).await
+    }
+
+    /// A retryable failure of `attempt`: the message waits until `next_at`. `unknown`: the
+    /// request may have reached Twilio, so the next claim asks Twilio before sending again.
+    pub async fn record_retry(
+        &self,
+        id: MessageId,
+        worker: &str,
+        attempt: i64,
+        unknown: bool,
+        result: AttemptResult,
+        next_at: UnixMillis,
+    ) -> Result<ApplyOutcome, StoreError> {
+        let outcome = if unknown { AttemptOutcome::Unknown } else { AttemptOutcome::Retryable };
+        self.finish(id, worker, Finish::Retry { attempt, outcome, result, next_at }).await
+    }
+
+    /// A failure that will not be retried (a permanent Twilio error, the last attempt used up):
+    /// the message becomes `failed` with its code kept.
+    pub async fn record_failure(
+        &self,
+        id: MessageId,
+        worker: &str,
+        attempt: Option<i64>,
+        result: AttemptResult,
+        detail: String,
+    ) -> Result<ApplyOutcome, StoreError> {
+        self.finish(id, worker, Finish::Fail { attempt, result, detail }).await
+    }
+
+    /// An earlier attempt whose answer was lost and that Twilio has no record of.
+    pub async fn record_lost(&self, id: MessageId, worker: &str, attempt: i64, result: AttemptResult) -> Result<(), StoreError> {
+        self.finish(id, worker, Finish::Lost { attempt, result }).await.map(drop)
+    }
+}

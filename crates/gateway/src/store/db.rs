@@ -1,0 +1,191 @@
+//! The store: connection pools for reads, one batching writer for every write, and the
+//! migrations of each backend. The backend is chosen by `DATABASE_URL`.
+//!
+//! Reads run the same SQL text (with `$N` placeholders, which SQLite also accepts) on either
+//! pool, decoding rows into typed records. Writes go through the writer (see [`super::write`]).
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, PgPool, SqlSafeStr, SqlitePool};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+use super::error::StoreError;
+use super::write::command::{Command, Reply};
+use super::write::{PgExecutor, SqliteExecutor, Writer};
+
+/// Which database the store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file: the embedded default.
+    Sqlite,
+    /// PostgreSQL: production, several instances.
+    Postgres,
+}
+
+/// How the store connects.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Connections in the read pool (`DATABASE_MAX_CONNECTIONS`).
+    pub max_connections: u32,
+    /// How long a read waits for a free connection before the database counts as unavailable
+    /// (`DATABASE_ACQUIRE_TIMEOUT_MS`).
+    pub acquire_timeout: Duration,
+    /// The most commands one write batch carries (`WRITER_MAX_BATCH`).
+    pub max_batch: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { max_connections: 8, acquire_timeout: Duration::from_secs(5), max_batch: 512 }
+    }
+}
+
+/// A read pool of either backend.
+#[derive(Debug, Clone)]
+pub(crate) enum Pool {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// Runs the same read on whichever pool the store has: `$pool` is bound to the concrete pool in
+/// each arm, so the body is type-checked once per backend.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store.pool() {
+            $crate::store::db::Pool::Postgres($pool) => $body,
+            $crate::store::db::Pool::Sqlite($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// The database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    pool: Pool,
+    backend: Backend,
+    writer: Writer,
+    writer_task: Mutex<Option<JoinHandle<()>>>,
+}
+
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
+    (2, "idempotency key", include_str!("../../migrations/sqlite/0002_idempotency_key.sql")),
+    (3, "batched writes", include_str!("../../migrations/sqlite/0003_batched_writes.sql")),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
+    (2, "idempotency key", include_str!("../../migrations/postgres/0002_idempotency_key.sql")),
+    (3, "batched writes", include_str!("../../migrations/postgres/0003_batched_writes.sql")),
+];
+
+impl Store {
+    /// Connects to `url` (`sqlite://path` or `postgres://…`) and starts the writer. A SQLite file
+    /// and its folder are created if missing, and the file is switched to WAL mode.
+    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        let shard = format!("*{}", fastrand::u32(..super::write::rollups::ALL_PHONES_SHARDS));
+        let (pool, backend, writer, task) = if url.starts_with("sqlite:") {
+            let path = sqlite_path(url);
+            let connect = SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(options.max_connections.clamp(1, 8))
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(connect)
+                .await?;
+            let (writer, task) = Writer::spawn(SqliteExecutor::new(path, shard), options.max_batch);
+            (Pool::Sqlite(pool), Backend::Sqlite, writer, task)
+        } else {
+            let connect: PgConnectOptions = url.parse()?;
+            let pool = PgPoolOptions::new()
+                // One more than asked for: the writer holds one while a batch runs.
+                .max_connections(options.max_connections.max(1) + 1)
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(connect)
+                .await?;
+            let (writer, task) = Writer::spawn(PgExecutor::new(pool.clone(), shard), options.max_batch);
+            (Pool::Postgres(pool), Backend::Postgres, writer, task)
+        };
+        Ok(Self { inner: Arc::new(Inner { pool, backend, writer, writer_task: Mutex::new(Some(task)) }) })
+    }
+
+    /// Applies the migrations of this backend.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let source = match self.inner.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS,
+            Backend::Postgres => POSTGRES_MIGRATIONS,
+        };
+        let migrations = source
+            .iter()
+            .map(|(version, name, sql)| {
+                Migration::new(*version, Cow::Borrowed(*name), MigrationType::Simple, AssertSqlSafe(*sql).into_sql_str(), false)
+            })
+            .collect();
+        let migrator = Migrator::with_migrations(migrations);
+        match &self.inner.pool {
+            Pool::Postgres(pool) => migrator.run(pool).await?,
+            Pool::Sqlite(pool) => migrator.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
+    }
+
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.inner.pool
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(drop)?);
+        Ok(())
+    }
+
+    /// Hands a write to the writer and waits until it is committed.
+    pub(crate) async fn submit(&self, command: Command) -> Result<Reply, StoreError> {
+        self.inner.writer.submit(command).await
+    }
+
+    /// Closes the pools once the writer has nothing left in hand.
+    pub async fn close(&self) {
+        match &self.inner.pool {
+            Pool::Postgres(pool) => pool.close().await,
+            Pool::Sqlite(pool) => pool.close().await,
+        }
+        if let Some(task) = self.inner.writer_task.lock().await.take() {
+            task.abort();
+        }
+    }
+}
+
+/// The file of a `sqlite://` URL, its folder created if missing.
+fn sqlite_path(url: &str) -> PathBuf {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let path = PathBuf::from(rest.split('?').next().unwrap_or_default());
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    path
+}

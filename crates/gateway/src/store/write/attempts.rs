@@ -1,0 +1,191 @@
+//! The worker's side of a batch: beginning an attempt and recording what it came to.
+
+use std::time::Duration;
+
+use super::command::{ApplyOutcome, Finish};
+use super::plan::{Plan, millis};
+use crate::domain::{AttemptOutcome, AttemptResult, MessageId, MessageSid, MessageStatus, StatusEvent, StatusSource, UnixMillis};
+use crate::store::error::StoreError;
+use crate::store::records::AttemptRecord;
+
+impl Plan {
+    pub(super) fn begin_attempt(&mut self, id: MessageId, worker: &str, lease: Duration, at: UnixMillis) -> Option<i64> {
+        let now = self.now;
+        let m = self.messages.get(&id)?;
+        let held = m.lease_owner.as_deref() == Some(worker) && m.lease_until.is_some_and(|until| until > now);
+        if !held || !m.status().is_sendable() {
+            return None;
+        }
+        let m = self.touch(id)?;
+        m.attempts += 1;
+        m.lease_until = Some(now + millis(lease));
+        let attempt = m.attempts;
+        self.unresolved.remove(&id);
+        self.changes.attempts_started.push(AttemptRecord {
+            message_id: id,
+            attempt,
+            worker: worker.to_owned(),
+            started_at: at,
+            finished_at: None,
+            outcome: AttemptOutcome::InFlight,
+            http_status: None,
+            error_code: None,
+            error_message: None,
+            message_sid: None,
+        });
+        Some(attempt)
+    }
+
+    pub(super) fn finish(&mut self, id: MessageId, worker: &str, outcome: &Finish, at: UnixMillis) -> Result<ApplyOutcome, StoreError> {
+        let Some(m) = self.messages.get(&id) else { return Ok(ApplyOutcome::Skipped) };
+        let (sendable, held) = (m.status().is_sendable(), m.lease_owner.as_deref() == Some(worker));
+        let current = m.status();
+        Ok(match outcome {
+            Finish::Accepted { attempt, sid, outcome, source } => self.accepted(id, *attempt, sid, *outcome, *source, at)?,
+            Finish::Retry { attempt, result, .. } if !sendable || !held => {
+                // A status callback has already shown that this attempt reached Twilio.
+                self.reconciled(id, *attempt, result, held, at);
+                ApplyOutcome::Ignored { current }
+            }
+            Finish::Retry { attempt, outcome, result, next_at } => self.retry(id, *attempt, *outcome, result, *next_at, at),
+            Finish::Fail { attempt, result, detail } if sendable => {
+                if let Some(attempt) = attempt {
+                    self.finish_attempt(id, *attempt, AttemptOutcome::Permanent, result, None, at);
+                }
+                self.fail(id, result, detail.clone(), at)
+            }
+            Finish::Fail { attempt, result, .. } => {
+                if let Some(attempt) = attempt {
+                    self.reconciled(id, *attempt, result, true, at);
+                }
+                ApplyOutcome::Ignored { current }
+            }
+            Finish::Lost { attempt, result } => {
+                self.finish_attempt(id, *attempt, AttemptOutcome::Lost, result, None, at);
+                ApplyOutcome::Ignored { current }
+            }
+            Finish::Release { not_before } => {
+                if held {
+                    self.release(id);
+                    if let (Some(at), true) = (not_before, sendable) {
+                        self.touch(id).expect("present").next_attempt_at = Some(*at);
+                    }
+                }
+                ApplyOutcome::Ignored { current }
+            }
+        })
+    }
+
+    pub(super) fn accepted(
+        &mut self,
+        id: MessageId,
+        attempt: i64,
+        sid: &MessageSid,
+        outcome: AttemptOutcome,
+        source: StatusSource,
+        at: UnixMillis,
+    ) -> Result<ApplyOutcome, StoreError> {
+        if self.by_sid.get(sid).is_some_and(|owner| *owner != id) {
+            return Err(StoreError::Corrupt(format!("SID {sid} is already recorded for another message than {id}")));
+        }
+        let m = self.touch(id).expect("checked by the caller");
+        if m.message_sid.is_none() {
+            m.message_sid = Some(sid.clone());
+        }
+        m.lease_owner = None;
+        m.lease_until = None;
+        m.next_attempt_at = None;
+        if m.status().is_sendable() {
+            m.lifecycle.error_code = None;
+            m.error_message = None;
+        }
+        let recorded_sid = m.message_sid.clone();
+        self.by_sid.insert(sid.clone(), id);
+        let result = AttemptResult { http_status: Some(201), ..Default::default() };
+        self.finish_attempt(id, attempt, outcome, &result, recorded_sid, at);
+        let event = StatusEvent { status: MessageStatus::Queued, at, error_code: None };
+        let mut applied = self.apply_event(id, &event, source, None, None);
+        for early in self.unmatched.remove(sid).unwrap_or_default() {
+            self.changes.unmatched_consumed.insert(sid.clone());
+            let event = StatusEvent { status: early.status, at: early.received_at, error_code: early.error_code };
+            if let Some(next) = self.callback(id, &event, Some("arrived before the SID was recorded".into()), None) {
+                applied = next;
+            }
+        }
+        Ok(applied)
+    }
+
+    pub(super) fn retry(
+        &mut self,
+        id: MessageId,
+        attempt: i64,
+        outcome: AttemptOutcome,
+        result: &AttemptResult,
+        next_at: UnixMillis,
+        at: UnixMillis,
+    ) -> ApplyOutcome {
+        self.finish_attempt(id, attempt, outcome, result, None, at);
+        let m = self.touch(id).expect("checked by the caller");
+        let previous = m.status();
+        m.lifecycle.status = MessageStatus::Retrying;
+        m.lifecycle.last_status_at = at;
+        m.lifecycle.error_code = result.error_code;
+        m.error_message = result.error_message.clone();
+        m.next_attempt_at = Some(next_at);
+        m.lease_owner = None;
+        m.lease_until = None;
+        let detail = format!("attempt {attempt}: {}", result.error_message.as_deref().unwrap_or("no answer"));
+        self.log(id, Some(previous), MessageStatus::Retrying, true, result.error_code, StatusSource::Worker, Some(detail), at);
+        ApplyOutcome::Applied { previous, current: MessageStatus::Retrying }
+    }
+
+    /// Fails a sendable message for good (attempt already finished by the caller, if any).
+    pub(super) fn fail(&mut self, id: MessageId, result: &AttemptResult, detail: String, at: UnixMillis) -> ApplyOutcome {
+        let m = self.touch(id).expect("checked by the caller");
+        m.lease_owner = None;
+        m.lease_until = None;
+        m.next_attempt_at = None;
+        m.error_message = result.error_message.clone();
+        let event = StatusEvent { status: MessageStatus::Failed, at, error_code: result.error_code };
+        self.apply_event(id, &event, StatusSource::Worker, Some(detail), result.error_message.clone())
+    }
+
+    pub(super) fn finish_attempt(
+        &mut self,
+        id: MessageId,
+        attempt: i64,
+        outcome: AttemptOutcome,
+        result: &AttemptResult,
+        sid: Option<MessageSid>,
+        at: UnixMillis,
+    ) {
+        self.changes.attempts_finished.push(AttemptRecord {
+            message_id: id,
+            attempt,
+            worker: String::new(),
+            started_at: 0,
+            finished_at: Some(at),
+            outcome,
+            http_status: result.http_status,
+            error_code: result.error_code,
+            error_message: result.error_message.clone(),
+            message_sid: sid,
+        });
+    }
+
+    /// An attempt reported as failed whose message Twilio has after all (a callback came).
+    pub(super) fn reconciled(&mut self, id: MessageId, attempt: i64, result: &AttemptResult, release: bool, at: UnixMillis) {
+        let sid = self.messages[&id].message_sid.clone();
+        self.finish_attempt(id, attempt, AttemptOutcome::Reconciled, result, sid, at);
+        if release {
+            self.release(id);
+        }
+    }
+
+    pub(super) fn release(&mut self, id: MessageId) {
+        if let Some(m) = self.touch(id) {
+            m.lease_owner = None;
+            m.lease_until = None;
+        }
+    }
+}

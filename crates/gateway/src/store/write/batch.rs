@@ -1,0 +1,180 @@
+//! The shapes a batch moves through: the keys it names ([`Keys`]), the rows loaded for it
+//! ([`Loaded`]) and everything it writes ([`Changes`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use super::command::{Command, Finish, Pick};
+use super::rollups::RollupBook;
+use crate::domain::{MessageId, MessageSid, MessageStatus, OptChange, PhoneNumber, StatusSource, UnixMillis};
+use crate::store::records::{AttemptRecord, Contact, Flag, MessageRecord, UnmatchedCallback};
+
+/// How long an idempotency key keeps pointing at its message (24 hours).
+pub const IDEMPOTENCY_KEY_LIFETIME_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// What the executor must load before planning: every key a batch names.
+#[derive(Debug, Default)]
+pub(crate) struct Keys {
+    /// Messages by id.
+    pub ids: BTreeSet<MessageId>,
+    /// Messages by SID.
+    pub sids: BTreeSet<MessageSid>,
+    /// Early callbacks kept for SIDs that may be recorded now.
+    pub unmatched: BTreeSet<MessageSid>,
+    /// Idempotency keys of new messages.
+    pub idempotency: BTreeSet<String>,
+    /// How many of the most urgent due messages to pick (sum of `Pick::Next`).
+    pub pick: usize,
+    /// Messages a `Pick::Ids` names (their recipients' contacts and unresolved attempts are
+    /// loaded too).
+    pub claim_ids: BTreeSet<MessageId>,
+    /// Contacts of inbound senders (claimed recipients are added after the first load).
+    pub phones: BTreeSet<PhoneNumber>,
+}
+
+impl Keys {
+    /// The keys `commands` name.
+    pub fn of(commands: &[Command]) -> Self {
+        let mut keys = Self::default();
+        for command in commands {
+            match command {
+                Command::Insert { message, .. } => keys.idempotency.extend(message.idempotency_key.clone()),
+                Command::Claim { pick: Pick::Next(n), .. } => keys.pick += n,
+                Command::Claim { pick: Pick::Ids(ids), .. } => {
+                    keys.ids.extend(ids.iter().copied());
+                    keys.claim_ids.extend(ids.iter().copied());
+                }
+                Command::Claim { pick: Pick::Now(id), .. } => {
+                    keys.ids.insert(*id);
+                    keys.claim_ids.insert(*id);
+                }
+                Command::BeginAttempt { id, .. } => {
+                    keys.ids.insert(*id);
+                }
+                Command::Finish { id, outcome, .. } => {
+                    keys.ids.insert(*id);
+                    if let Finish::Accepted { sid, .. } = outcome {
+                        keys.sids.insert(sid.clone());
+                        keys.unmatched.insert(sid.clone());
+                    }
+                }
+                Command::Status(report) => {
+                    keys.ids.extend(report.id);
+                    keys.sids.insert(report.sid.clone());
+                    keys.unmatched.insert(report.sid.clone());
+                }
+                Command::Inbound { message, .. } => {
+                    keys.sids.insert(message.sid.clone());
+                    keys.phones.insert(message.from.clone());
+                }
+            }
+        }
+        keys
+    }
+}
+
+/// The rows a batch touches, as loaded (and locked) in its transaction.
+#[derive(Debug, Default)]
+pub(crate) struct Loaded {
+    /// The database's clock at the start of the batch (leases are decided by it).
+    pub now: UnixMillis,
+    /// Messages by id (every one named by id or SID, and every one picked).
+    pub messages: HashMap<MessageId, MessageRecord>,
+    /// The most urgent due messages, in order (for `Pick::Next`).
+    pub picked: Vec<MessageId>,
+    /// Unresolved attempts of claimable messages.
+    pub unresolved: HashMap<MessageId, AttemptRecord>,
+    /// Contacts by phone.
+    pub contacts: HashMap<PhoneNumber, Contact>,
+    /// Early callbacks by SID, oldest first.
+    pub unmatched: HashMap<MessageSid, Vec<UnmatchedCallback>>,
+    /// Messages holding an idempotency key that is still valid.
+    pub by_key: HashMap<String, MessageId>,
+}
+
+/// A contact update, merged into the stored row (`COALESCE` for the profile, the latest inbound
+/// time, the consent keyword).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ContactChange {
+    pub phone: PhoneNumber,
+    pub profile_name: Option<String>,
+    pub wa_id: Option<String>,
+    pub at: UnixMillis,
+    pub opt: OptChange,
+}
+
+/// One status-log row to insert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LogRow {
+    pub message_id: MessageId,
+    pub previous_status: Option<MessageStatus>,
+    pub new_status: MessageStatus,
+    pub applied: bool,
+    pub error_code: Option<i64>,
+    pub source: StatusSource,
+    pub detail: Option<String>,
+    pub occurred_at: UnixMillis,
+}
+
+/// Everything a batch writes.
+#[derive(Debug, Default)]
+pub(crate) struct Changes {
+    /// New messages, with their idempotency key.
+    pub inserted: Vec<(MessageId, Option<String>)>,
+    /// The ids of `inserted`.
+    pub new_ids: HashSet<MessageId>,
+    /// Existing messages changed.
+    pub updated: BTreeSet<MessageId>,
+    pub log: Vec<LogRow>,
+    pub attempts_started: Vec<AttemptRecord>,
+    pub attempts_finished: Vec<AttemptRecord>,
+    pub unmatched_consumed: BTreeSet<MessageSid>,
+    pub unmatched_new: Vec<UnmatchedCallback>,
+    pub contacts: Vec<ContactChange>,
+    pub rollups: RollupBook,
+}
+
+pub(crate) fn blank_contact(phone: &PhoneNumber) -> Contact {
+    Contact { phone: phone.clone(), profile_name: None, wa_id: None, last_inbound_at: None, opted_out: Flag(false) }
+}
+
+/// The contact after `change`, as the database's merge computes it.
+pub(crate) fn merge_contact(previous: Option<Contact>, change: &ContactChange) -> Contact {
+    let previous = previous.unwrap_or_else(|| blank_contact(&change.phone));
+    Contact {
+        phone: change.phone.clone(),
+        profile_name: change.profile_name.clone().or(previous.profile_name),
+        wa_id: change.wa_id.clone().or(previous.wa_id),
+        last_inbound_at: previous.last_inbound_at.max(Some(change.at)),
+        opted_out: Flag(change.opt.apply(previous.opted_out.0)),
+    }
+}
+
+/// The contact changes of a batch folded into one per phone (a statement may touch a row once).
+pub(crate) fn merged_contact_changes(changes: &[ContactChange]) -> Vec<ContactChange> {
+    let mut merged: BTreeMap<&PhoneNumber, ContactChange> = BTreeMap::new();
+    for change in changes {
+        match merged.get_mut(&change.phone) {
+            Some(earlier) => {
+                earlier.profile_name = change.profile_name.clone().or(earlier.profile_name.take());
+                earlier.wa_id = change.wa_id.clone().or(earlier.wa_id.take());
+                earlier.at = earlier.at.max(change.at);
+                if change.opt != OptChange::None {
+                    earlier.opt = change.opt;
+                }
+            }
+            None => {
+                merged.insert(&change.phone, change.clone());
+            }
+        }
+    }
+    merged.into_values().collect()
+}
+
+/// The consent keyword as the contact statements read it: 0 none, 1 STOP, 2 START.
+pub(crate) fn opt_code(opt: OptChange) -> i64 {
+    match opt {
+        OptChange::None => 0,
+        OptChange::OptOut => 1,
+        OptChange::OptIn => 2,
+    }
+}

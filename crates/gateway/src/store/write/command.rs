@@ -1,0 +1,231 @@
+//! The writes the store batches: each is one [`Command`], answered with one [`Reply`] once the
+//! batch that carried it is committed.
+
+use std::time::Duration;
+
+use crate::domain::{
+    AttemptOutcome, AttemptResult, InboundMessage, MessageId, MessageSid, MessageStatus, NewOutboundMessage, OptChange, PhoneNumber,
+    StatusEvent, StatusSource, UnixMillis,
+};
+use crate::store::records::{AttemptRecord, Contact, MessageRecord};
+
+/// One write.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Store a new outbound message as `pending` (once per idempotency key).
+    Insert {
+        /// The validated message.
+        message: NewOutboundMessage,
+        /// The sender it goes out from.
+        from: PhoneNumber,
+        /// When the API received it.
+        at: UnixMillis,
+    },
+    /// Reserve sendable messages for a worker.
+    Claim {
+        /// Which messages.
+        pick: Pick,
+        /// The worker.
+        worker: String,
+        /// How long the worker holds them (from the database's clock).
+        lease: Duration,
+    },
+    /// Record that attempt N+1 is about to leave for Twilio, renewing the lease.
+    BeginAttempt {
+        /// The message.
+        id: MessageId,
+        /// The worker that must hold it.
+        worker: String,
+        /// The renewed lease.
+        lease: Duration,
+        /// When the request leaves.
+        at: UnixMillis,
+    },
+    /// Record what an attempt came to.
+    Finish {
+        /// The message.
+        id: MessageId,
+        /// The worker that held it.
+        worker: String,
+        /// What happened.
+        outcome: Finish,
+        /// When.
+        at: UnixMillis,
+    },
+    /// Apply a status report (a Twilio callback, mostly).
+    Status(StatusReport),
+    /// Store an incoming message and update its contact.
+    Inbound {
+        /// The message.
+        message: InboundMessage,
+        /// The consent keyword it carries.
+        opt: OptChange,
+    },
+}
+
+/// Which messages a claim reserves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pick {
+    /// The most urgent due ones, at most this many (the messages table is the queue).
+    Next(usize),
+    /// These ones, named by an external queue; each is claimed only if it is sendable, due and
+    /// not held by another live worker.
+    Ids(Vec<MessageId>),
+    /// This one, due or not, unless another live worker holds it (the API's immediate mode,
+    /// which stores the message not due, so that no worker takes it first).
+    Now(MessageId),
+}
+
+/// What an attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finish {
+    /// Twilio accepted it (`attempt`) and named it `sid`; the message becomes `queued`.
+    Accepted {
+        /// The attempt.
+        attempt: i64,
+        /// Twilio's SID.
+        sid: MessageSid,
+        /// `Accepted`, or `Reconciled` for an earlier attempt found at Twilio.
+        outcome: AttemptOutcome,
+        /// `Worker`, or `Reconcile`.
+        source: StatusSource,
+    },
+    /// Retry at `next_at`.
+    Retry {
+        /// The attempt.
+        attempt: i64,
+        /// `Retryable`, or `Unknown` when the request may have reached Twilio.
+        outcome: AttemptOutcome,
+        /// Twilio's answer.
+        result: AttemptResult,
+        /// When the next attempt is due.
+        next_at: UnixMillis,
+    },
+    /// Fail for good (a permanent error, an opted-out recipient, attempts used up).
+    Fail {
+        /// The attempt, if one was made.
+        attempt: Option<i64>,
+        /// Twilio's answer, or the local reason as an error code and message.
+        result: AttemptResult,
+        /// Shown in the status history.
+        detail: String,
+    },
+    /// An earlier attempt whose answer was lost and that Twilio has no record of.
+    Lost {
+        /// That attempt.
+        attempt: i64,
+        /// Why it is taken as lost.
+        result: AttemptResult,
+    },
+    /// Give the message back without an attempt, to be looked at again at `not_before` (or at
+    /// once).
+    Release {
+        /// When it is due again; `None` keeps its due time.
+        not_before: Option<UnixMillis>,
+    },
+}
+
+/// A status report and the message it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusReport {
+    /// Our id, when the callback URL carried it.
+    pub id: Option<MessageId>,
+    /// Twilio's SID.
+    pub sid: MessageSid,
+    /// The status, its time and error code.
+    pub event: StatusEvent,
+    /// Who reported it.
+    pub source: StatusSource,
+    /// The channel's error message, if any.
+    pub error_message: Option<String>,
+}
+
+/// The answer to one command.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// [`Command::Insert`]: the stored message, and whether it was created now (false: the
+    /// idempotency key had been used).
+    Inserted(Box<MessageRecord>, bool),
+    /// [`Command::Claim`]: one entry per message looked at.
+    Claimed(Vec<ClaimResult>),
+    /// [`Command::BeginAttempt`]: the attempt's number, or `None` when the lease was lost.
+    Began(Option<i64>),
+    /// [`Command::Finish`] and [`Command::Status`].
+    Applied(ApplyOutcome),
+    /// [`Command::Inbound`].
+    Received(InboundOutcome),
+}
+
+/// A message reserved for one worker.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The message as claimed.
+    pub message: MessageRecord,
+    /// An earlier attempt whose outcome is unknown (its worker died or its answer was lost): the
+    /// worker must ask Twilio about it before sending again.
+    pub unresolved: Option<AttemptRecord>,
+}
+
+/// What a claim found for one message.
+#[derive(Debug, Clone)]
+pub enum ClaimResult {
+    /// Reserved for the worker.
+    Claimed(Box<Claim>),
+    /// Not due before this time.
+    NotDue {
+        /// The message.
+        id: MessageId,
+        /// When it is due.
+        at: UnixMillis,
+    },
+    /// Held by another worker until this time.
+    Leased {
+        /// The message.
+        id: MessageId,
+        /// When the lease ends.
+        until: UnixMillis,
+    },
+    /// Nothing left to send (sent, failed, unknown id), or failed now because its recipient
+    /// opted out.
+    Done {
+        /// The message.
+        id: MessageId,
+    },
+}
+
+/// What applying a report did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// The status moved forward.
+    Applied {
+        /// Status before.
+        previous: MessageStatus,
+        /// Status after.
+        current: MessageStatus,
+    },
+    /// A stale report: logged, current status kept.
+    Ignored {
+        /// The status kept.
+        current: MessageStatus,
+    },
+    /// The same callback again: neither applied nor logged a second time.
+    Duplicate {
+        /// The status kept.
+        current: MessageStatus,
+    },
+    /// No message has this SID yet: the report is kept and applied when the SID is recorded.
+    Unmatched,
+    /// Nothing to do: no such message, or the worker no longer held it.
+    Skipped,
+}
+
+/// What storing an incoming message did.
+#[derive(Debug, Clone)]
+pub struct InboundOutcome {
+    /// Our id of the stored message.
+    pub message_id: MessageId,
+    /// The same SID was already stored: nothing was changed.
+    pub duplicate: bool,
+    /// The contact after the update.
+    pub contact: Contact,
+}

@@ -1,0 +1,326 @@
+//! Applying a batch of commands to the rows they touch, in memory. Pure: the executor loads the
+//! rows ([`Loaded`]), this module decides every change and every reply ([`Plan`]), and the
+//! executor writes the changes in one transaction. Both backends share these rules.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::batch::{Changes, ContactChange, Loaded, LogRow, blank_contact, merge_contact};
+use super::command::{ApplyOutcome, Claim, ClaimResult, Command, InboundOutcome, Pick, Reply, StatusReport};
+use crate::domain::error_codes::describe;
+use crate::domain::rollup::{Counted, transition};
+use crate::domain::{
+    AttemptResult, Content, Direction, InboundMessage, Lifecycle, MessageId, MessageSid, MessageStatus, NewOutboundMessage, OptChange,
+    PhoneNumber, Priority, StatusEvent, StatusSource, UnixMillis,
+};
+use crate::store::error::StoreError;
+use crate::store::records::{AttemptRecord, Contact, MessageRecord, UnmatchedCallback, media_column};
+
+/// A batch applied in memory: the rows after it, what to write, and each command's reply.
+pub(crate) struct Plan {
+    pub now: UnixMillis,
+    pub messages: HashMap<MessageId, MessageRecord>,
+    pub(super) by_sid: HashMap<MessageSid, MessageId>,
+    picked: std::vec::IntoIter<MessageId>,
+    pub(super) unresolved: HashMap<MessageId, AttemptRecord>,
+    contacts: HashMap<PhoneNumber, Contact>,
+    pub(super) unmatched: HashMap<MessageSid, Vec<UnmatchedCallback>>,
+    by_key: HashMap<String, MessageId>,
+    shard: String,
+    pub changes: Changes,
+}
+
+impl Plan {
+    /// Applies `commands` in order to `loaded`; `shard` is this writer's all-phones rollup key.
+    pub fn run(loaded: Loaded, commands: &[Command], shard: &str) -> (Self, Vec<Result<Reply, StoreError>>) {
+        let by_sid = loaded.messages.values().filter_map(|m| m.message_sid.clone().map(|sid| (sid, m.id))).collect();
+        let mut plan = Self {
+            now: loaded.now,
+            messages: loaded.messages,
+            by_sid,
+            picked: loaded.picked.into_iter(),
+            unresolved: loaded.unresolved,
+            contacts: loaded.contacts,
+            unmatched: loaded.unmatched,
+            by_key: loaded.by_key,
+            shard: shard.to_owned(),
+            changes: Changes::default(),
+        };
+        let replies = commands.iter().map(|command| plan.apply(command)).collect();
+        plan.changes.rollups.prune();
+        (plan, replies)
+    }
+
+    fn apply(&mut self, command: &Command) -> Result<Reply, StoreError> {
+        Ok(match command {
+            Command::Insert { message, from, at } => self.insert(message, from, *at),
+            Command::Claim { pick, worker, lease } => Reply::Claimed(self.claim(pick, worker, *lease)),
+            Command::BeginAttempt { id, worker, lease, at } => Reply::Began(self.begin_attempt(*id, worker, *lease, *at)),
+            Command::Finish { id, worker, outcome, at } => Reply::Applied(self.finish(*id, worker, outcome, *at)?),
+            Command::Status(report) => Reply::Applied(self.status(report)?),
+            Command::Inbound { message, opt } => self.inbound(message, *opt),
+        })
+    }
+
+    fn insert(&mut self, message: &NewOutboundMessage, from: &PhoneNumber, at: UnixMillis) -> Reply {
+        if let Some(existing) = message.idempotency_key.as_ref().and_then(|key| self.by_key.get(key)).and_then(|id| self.messages.get(id)) {
+            return Reply::Inserted(Box::new(existing.clone()), false);
+        }
+        let (body, media_urls, content_sid, content_variables) = match &message.content {
+            Content::FreeForm { body, media_urls } => (body.clone(), media_urls.clone(), None, None),
+            Content::Template { content_sid, content_variables } => {
+                (None, Vec::new(), Some(content_sid.clone()), content_variables.clone())
+            }
+        };
+        let record = MessageRecord {
+            id: message.id,
+            message_sid: None,
+            direction: Direction::Outbound,
+            from: from.clone(),
+            to: message.to.clone(),
+            body,
+            media_urls,
+            content_sid,
+            content_variables,
+            error_message: None,
+            priority: message.priority,
+            attempts: 0,
+            reference: message.reference.clone(),
+            metadata: message.metadata.as_ref().map(|m| m.to_string()),
+            next_attempt_at: Some(message.send_at.unwrap_or(at).max(at)),
+            lease_owner: None,
+            lease_until: None,
+            counted: Counted::default(),
+            callbacks_seen: 0,
+            created_at: at,
+            lifecycle: Lifecycle::pending(at),
+        };
+        if let Some(key) = &message.idempotency_key {
+            self.by_key.insert(key.clone(), record.id);
+        }
+        self.changes.inserted.push((record.id, message.idempotency_key.clone()));
+        self.changes.new_ids.insert(record.id);
+        self.log(record.id, None, MessageStatus::Pending, true, None, StatusSource::Api, None, at);
+        self.messages.insert(record.id, record.clone());
+        Reply::Inserted(Box::new(record), true)
+    }
+
+    fn claim(&mut self, pick: &Pick, worker: &str, lease: Duration) -> Vec<ClaimResult> {
+        let (ids, due_or_not): (Vec<MessageId>, bool) = match pick {
+            Pick::Next(n) => (self.picked.by_ref().take(*n).collect(), false),
+            Pick::Ids(ids) => (ids.clone(), false),
+            Pick::Now(id) => (vec![*id], true),
+        };
+        ids.into_iter().map(|id| self.claim_one(id, worker, lease, due_or_not)).collect()
+    }
+
+    fn claim_one(&mut self, id: MessageId, worker: &str, lease: Duration, due_or_not: bool) -> ClaimResult {
+        let now = self.now;
+        let Some(m) = self.messages.get(&id) else { return ClaimResult::Done { id } };
+        if !m.status().is_sendable() {
+            return ClaimResult::Done { id };
+        }
+        if let Some(at) = m.next_attempt_at.filter(|at| *at > now && !due_or_not) {
+            return ClaimResult::NotDue { id, at };
+        }
+        if let Some(until) = m.lease_until.filter(|until| *until >= now) {
+            return ClaimResult::Leased { id, until };
+        }
+        if self.contacts.get(&m.to).is_some_and(|c| c.opted_out.0) {
+            let result = AttemptResult { error_code: Some(21610), error_message: Some(describe(21610).to_owned()), ..Default::default() };
+            self.fail(id, &result, "not sent: the recipient opted out".into(), now);
+            return ClaimResult::Done { id };
+        }
+        let m = self.touch(id).expect("looked up above");
+        m.lease_owner = Some(worker.to_owned());
+        m.lease_until = Some(now + millis(lease));
+        let message = m.clone();
+        ClaimResult::Claimed(Box::new(Claim { message, unresolved: self.unresolved.get(&id).cloned() }))
+    }
+
+    fn status(&mut self, report: &StatusReport) -> Result<ApplyOutcome, StoreError> {
+        let by_id = report.id.filter(|id| {
+            self.messages.get(id).is_some_and(|m| m.message_sid.as_ref().is_none_or(|sid| *sid == report.sid))
+                && self.by_sid.get(&report.sid).is_none_or(|owner| owner == id)
+        });
+        let Some(id) = by_id.or_else(|| self.by_sid.get(&report.sid).copied()) else {
+            return Ok(self.keep_unmatched(report));
+        };
+        if self.messages[&id].message_sid.is_none() {
+            self.touch(id).expect("present").message_sid = Some(report.sid.clone());
+            self.by_sid.insert(report.sid.clone(), id);
+        }
+        if report.source != StatusSource::Callback {
+            return Ok(self.apply_event(id, &report.event, report.source, None, report.error_message.clone()));
+        }
+        let current = self.messages[&id].status();
+        let mut outcome = match self.callback(id, &report.event, None, report.error_message.clone()) {
+            Some(outcome) => outcome,
+            None => return Ok(ApplyOutcome::Duplicate { current }),
+        };
+        // Callbacks that came before this one named the message by its SID.
+        for early in self.unmatched.remove(&report.sid).unwrap_or_default() {
+            self.changes.unmatched_consumed.insert(report.sid.clone());
+            let event = StatusEvent { status: early.status, at: early.received_at, error_code: early.error_code };
+            if let Some(next) = self.callback(id, &event, Some("arrived before the SID was recorded".into()), None) {
+                outcome = next;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Applies a callback once: `None` if a callback with this status was already applied.
+    pub(super) fn callback(
+        &mut self,
+        id: MessageId,
+        event: &StatusEvent,
+        detail: Option<String>,
+        error_message: Option<String>,
+    ) -> Option<ApplyOutcome> {
+        let bit = event.status.bit();
+        let m = self.messages.get(&id)?;
+        if m.callbacks_seen & bit != 0 {
+            return None;
+        }
+        self.touch(id)?.callbacks_seen |= bit;
+        Some(self.apply_event(id, event, StatusSource::Callback, detail, error_message))
+    }
+
+    fn keep_unmatched(&mut self, report: &StatusReport) -> ApplyOutcome {
+        let kept = self.unmatched.entry(report.sid.clone()).or_default();
+        if kept.iter().all(|c| c.status != report.event.status) {
+            let callback = UnmatchedCallback {
+                message_sid: report.sid.clone(),
+                status: report.event.status,
+                error_code: report.event.error_code,
+                received_at: report.event.at,
+            };
+            kept.push(callback.clone());
+            self.changes.unmatched_new.push(callback);
+        }
+        ApplyOutcome::Unmatched
+    }
+
+    fn inbound(&mut self, message: &InboundMessage, opt: OptChange) -> Reply {
+        let previous = self.contacts.get(&message.from).cloned();
+        if let Some(existing) = self.by_sid.get(&message.sid) {
+            let contact = previous.unwrap_or_else(|| blank_contact(&message.from));
+            return Reply::Received(InboundOutcome { message_id: *existing, duplicate: true, contact });
+        }
+        let at = message.received_at;
+        let record = MessageRecord {
+            id: MessageId::new(),
+            message_sid: Some(message.sid.clone()),
+            direction: Direction::Inbound,
+            from: message.from.clone(),
+            to: message.to.clone(),
+            body: message.body.clone(),
+            media_urls: message.media_urls.clone(),
+            content_sid: None,
+            content_variables: None,
+            error_message: None,
+            priority: Priority::DEFAULT,
+            attempts: 0,
+            reference: None,
+            metadata: None,
+            next_attempt_at: None,
+            lease_owner: None,
+            lease_until: None,
+            counted: Counted::default(),
+            callbacks_seen: 0,
+            created_at: at,
+            lifecycle: Lifecycle { status: MessageStatus::Received, ..Lifecycle::pending(at) },
+        };
+        let id = record.id;
+        self.by_sid.insert(message.sid.clone(), id);
+        self.messages.insert(id, record);
+        self.changes.inserted.push((id, None));
+        self.changes.new_ids.insert(id);
+        let change = ContactChange {
+            phone: message.from.clone(),
+            profile_name: message.profile_name.clone(),
+            wa_id: message.wa_id.clone(),
+            at,
+            opt,
+        };
+        let contact = merge_contact(previous, &change);
+        self.contacts.insert(message.from.clone(), contact.clone());
+        self.changes.contacts.push(change);
+        Reply::Received(InboundOutcome { message_id: id, duplicate: false, contact })
+    }
+
+    /// Applies `event` to message `id`: the state machine, the row, the status log and the
+    /// metrics.
+    pub(super) fn apply_event(
+        &mut self,
+        id: MessageId,
+        event: &StatusEvent,
+        source: StatusSource,
+        detail: Option<String>,
+        error_message: Option<String>,
+    ) -> ApplyOutcome {
+        let shard = self.shard.clone();
+        let m = self.messages.get_mut(&id).expect("applied to a loaded message");
+        let before = m.lifecycle.clone();
+        let step = before.apply(event);
+        let (delta, counted) = transition(&before, m.counted, &step.next);
+        if step.changed || counted != m.counted {
+            if step.status_changed && step.next.status.is_terminal() {
+                m.error_message = error_message.or_else(|| step.next.error_code.map(|code| describe(code).to_owned()));
+            }
+            m.lifecycle = step.next.clone();
+            m.counted = counted;
+            self.changes.rollups.add(&shard, m, &delta);
+            if !self.changes.new_ids.contains(&id) {
+                self.changes.updated.insert(id);
+            }
+        }
+        let detail = detail.or_else(|| (!step.status_changed).then(|| format!("kept {}: not a step forward", before.status)));
+        self.log(id, Some(before.status), event.status, step.status_changed, event.error_code, source, detail, event.at);
+        if step.status_changed {
+            ApplyOutcome::Applied { previous: before.status, current: step.next.status }
+        } else {
+            ApplyOutcome::Ignored { current: step.next.status }
+        }
+    }
+
+    /// The message, marked as changed (unless it is new in this batch).
+    pub(super) fn touch(&mut self, id: MessageId) -> Option<&mut MessageRecord> {
+        if !self.changes.new_ids.contains(&id) {
+            self.changes.updated.insert(id);
+        }
+        self.messages.get_mut(&id)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn log(
+        &mut self,
+        message_id: MessageId,
+        previous_status: Option<MessageStatus>,
+        new_status: MessageStatus,
+        applied: bool,
+        error_code: Option<i64>,
+        source: StatusSource,
+        detail: Option<String>,
+        occurred_at: UnixMillis,
+    ) {
+        self.changes.log.push(LogRow { message_id, previous_status, new_status, applied, error_code, source, detail, occurred_at });
+    }
+
+    /// New messages as inserted rows, with their idempotency key and stored media column.
+    pub fn inserted_rows(&self) -> impl Iterator<Item = (&MessageRecord, Option<&str>, Option<String>)> {
+        self.changes.inserted.iter().map(|(id, key)| {
+            let m = &self.messages[id];
+            (m, key.as_deref(), media_column(&m.media_urls))
+        })
+    }
+
+    /// Changed messages (not new ones), in id order.
+    pub fn updated_rows(&self) -> impl Iterator<Item = &MessageRecord> {
+        self.changes.updated.iter().filter(|id| !self.changes.new_ids.contains(id)).map(|id| &self.messages[id])
+    }
+}
+
+pub(super) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}

@@ -1,0 +1,328 @@
+//! The batch on PostgreSQL: a handful of set-based statements per batch, whatever its size —
+//! rows are loaded with `= ANY($1)` and locked (`FOR UPDATE`, in id order, so that two writers
+//! never deadlock on messages; `SKIP LOCKED` for the queue's picks), and written with `UNNEST`
+//! arrays, one statement per table.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+
+use super::batch::IDEMPOTENCY_KEY_LIFETIME_MS;
+use super::batch::{Keys, Loaded};
+use super::command::{Command, Reply};
+use super::plan::Plan;
+use super::rollups::{Counters, RollupKey};
+use super::sql;
+use super::writer::Executor;
+use crate::domain::{MessageId, PhoneNumber};
+use crate::store::StoreError;
+use crate::store::records::{AttemptRecord, Contact, MessageRecord, UnmatchedCallback};
+
+/// Runs batches on a PostgreSQL pool.
+pub(crate) struct PgExecutor {
+    pool: PgPool,
+    shard: String,
+}
+
+impl PgExecutor {
+    pub fn new(pool: PgPool, shard: String) -> Self {
+        Self { pool, shard }
+    }
+}
+
+impl Executor for PgExecutor {
+    async fn run(&mut self, commands: Arc<Vec<Command>>) -> Result<Vec<Result<Reply, StoreError>>, StoreError> {
+        let mut tx: Transaction<'static, Postgres> = self.pool.begin().await?;
+        let loaded = load(&mut tx, Keys::of(&commands)).await?;
+        let (plan, replies) = Plan::run(loaded, &commands, &self.shard);
+        write(&mut tx, &plan).await?;
+        tx.commit().await?;
+        Ok(replies)
+    }
+}
+
+fn texts<T: ToString>(items: impl IntoIterator<Item = T>) -> Vec<String> {
+    items.into_iter().map(|v| v.to_string()).collect()
+}
+
+async fn load(conn: &mut PgConnection, keys: Keys) -> Result<Loaded, StoreError> {
+    let now: i64 = sqlx::query_scalar("SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT").fetch_one(&mut *conn).await?;
+    let mut loaded = Loaded { now, ..Loaded::default() };
+    if !keys.idempotency.is_empty() {
+        let keys_in_use: Vec<String> = keys.idempotency.iter().cloned().collect();
+        sqlx::query("UPDATE messages SET idempotency_key = NULL WHERE idempotency_key = ANY($1) AND created_at < $2")
+            .bind(&keys_in_use)
+            .bind(now - IDEMPOTENCY_KEY_LIFETIME_MS)
+            .execute(&mut *conn)
+            .await?;
+        let rows: Vec<(String, MessageRecord)> = sqlx::query_as::<_, KeyedMessage>(
+            "SELECT idempotency_key AS key, messages.* FROM messages WHERE idempotency_key = ANY($1) FOR UPDATE",
+        )
+        .bind(&keys_in_use)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|k| (k.key, k.message))
+        .collect();
+        for (key, message) in rows {
+            loaded.by_key.insert(key, message.id);
+            loaded.messages.insert(message.id, message);
+        }
+    }
+    if keys.pick > 0 {
+        let picked: Vec<MessageRecord> = sqlx::query_as(
+            "SELECT * FROM messages WHERE status IN ('pending', 'retrying') AND next_attempt_at <= $1 \
+             AND (lease_until IS NULL OR lease_until < $1) ORDER BY priority, next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(now)
+        .bind(i64::try_from(keys.pick).unwrap_or(i64::MAX))
+        .fetch_all(&mut *conn)
+        .await?;
+        for message in picked {
+            loaded.picked.push(message.id);
+            loaded.messages.insert(message.id, message);
+        }
+    }
+    if !keys.ids.is_empty() || !keys.sids.is_empty() {
+        let rows: Vec<MessageRecord> =
+            sqlx::query_as("SELECT * FROM messages WHERE id = ANY($1) OR message_sid = ANY($2) ORDER BY id FOR UPDATE")
+                .bind(texts(&keys.ids))
+                .bind(texts(keys.sids.iter().map(|s| s.as_str())))
+                .fetch_all(&mut *conn)
+                .await?;
+        loaded.messages.extend(rows.into_iter().map(|m| (m.id, m)));
+    }
+    if !keys.unmatched.is_empty() {
+        let rows: Vec<UnmatchedCallback> = sqlx::query_as("SELECT * FROM unmatched_callbacks WHERE message_sid = ANY($1) ORDER BY id")
+            .bind(texts(keys.unmatched.iter().map(|s| s.as_str())))
+            .fetch_all(&mut *conn)
+            .await?;
+        for row in rows {
+            loaded.unmatched.entry(row.message_sid.clone()).or_default().push(row);
+        }
+    }
+    let claimable: BTreeSet<MessageId> = loaded.picked.iter().copied().chain(keys.claim_ids.iter().copied()).collect();
+    let mut phones: BTreeSet<PhoneNumber> = keys.phones;
+    phones.extend(claimable.iter().filter_map(|id| loaded.messages.get(id)).map(|m| m.to.clone()));
+    if !phones.is_empty() {
+        let rows: Vec<Contact> = sqlx::query_as("SELECT * FROM contacts WHERE phone = ANY($1)")
+            .bind(texts(phones.iter().map(|p| p.as_e164())))
+            .fetch_all(&mut *conn)
+            .await?;
+        loaded.contacts.extend(rows.into_iter().map(|c| (c.phone.clone(), c)));
+    }
+    if !claimable.is_empty() {
+        let rows: Vec<AttemptRecord> = sqlx::query_as(
+            "SELECT * FROM send_attempts WHERE message_id = ANY($1) AND outcome IN ('in_flight', 'unknown') ORDER BY attempt",
+        )
+        .bind(texts(&claimable))
+        .fetch_all(&mut *conn)
+        .await?;
+        loaded.unresolved.extend(rows.into_iter().map(|a| (a.message_id, a)));
+    }
+    Ok(loaded)
+}
+
+/// A message with the idempotency key it holds.
+#[derive(sqlx::FromRow)]
+struct KeyedMessage {
+    key: String,
+    #[sqlx(flatten)]
+    message: MessageRecord,
+}
+
+async fn write(conn: &mut PgConnection, plan: &Plan) -> Result<(), StoreError> {
+    let changes = &plan.changes;
+    if !changes.inserted.is_empty() {
+        let rows: Vec<_> = plan.inserted_rows().collect();
+        let m = |f: fn(&MessageRecord) -> Option<i64>| rows.iter().map(|(r, _, _)| f(r)).collect::<Vec<_>>();
+        sqlx::query(sql::PG_INSERT_MESSAGES)
+            .bind(texts(rows.iter().map(|(r, _, _)| r.id)))
+            .bind(rows.iter().map(|(r, _, _)| r.message_sid.as_ref().map(|s| s.as_str().to_owned())).collect::<Vec<_>>())
+            .bind(texts(rows.iter().map(|(r, _, _)| r.direction.as_str())))
+            .bind(texts(rows.iter().map(|(r, _, _)| r.from.as_e164())))
+            .bind(texts(rows.iter().map(|(r, _, _)| r.to.as_e164())))
+            .bind(rows.iter().map(|(r, _, _)| r.body.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, _, media)| media.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(r, _, _)| r.content_sid.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(r, _, _)| r.content_variables.clone()).collect::<Vec<_>>())
+            .bind(texts(rows.iter().map(|(r, _, _)| r.status().as_str())))
+            .bind(m(|r| r.lifecycle.error_code))
+            .bind(rows.iter().map(|(r, _, _)| r.error_message.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(r, _, _)| r.priority.get()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(r, _, _)| r.attempts).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(r, _, _)| r.reference.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(r, _, _)| r.metadata.clone()).collect::<Vec<_>>())
+            .bind(m(|r| r.next_attempt_at))
+            .bind(rows.iter().map(|(r, _, _)| r.counted.0).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(r, _, _)| r.callbacks_seen).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(r, _, _)| r.created_at).collect::<Vec<_>>())
+            .bind(m(|r| r.lifecycle.queued_at))
+            .bind(m(|r| r.lifecycle.sent_at))
+            .bind(m(|r| r.lifecycle.delivered_at))
+            .bind(m(|r| r.lifecycle.read_at))
+            .bind(m(|r| r.lifecycle.failed_at))
+            .bind(rows.iter().map(|(r, _, _)| r.lifecycle.last_status_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, key, _)| key.map(str::to_owned)).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+    }
+    let updated: Vec<&MessageRecord> = plan.updated_rows().collect();
+    if !updated.is_empty() {
+        let m = |f: fn(&MessageRecord) -> Option<i64>| updated.iter().map(|r| f(r)).collect::<Vec<_>>();
+        sqlx::query(sql::PG_UPDATE_MESSAGES)
+            .bind(texts(updated.iter().map(|r| r.id)))
+            .bind(updated.iter().map(|r| r.message_sid.as_ref().map(|s| s.as_str().to_owned())).collect::<Vec<_>>())
+            .bind(texts(updated.iter().map(|r| r.status().as_str())))
+            .bind(m(|r| r.lifecycle.error_code))
+            .bind(updated.iter().map(|r| r.error_message.clone()).collect::<Vec<_>>())
+            .bind(updated.iter().map(|r| r.attempts).collect::<Vec<_>>())
+            .bind(m(|r| r.next_attempt_at))
+            .bind(updated.iter().map(|r| r.lease_owner.clone()).collect::<Vec<_>>())
+            .bind(m(|r| r.lease_until))
+            .bind(updated.iter().map(|r| r.counted.0).collect::<Vec<_>>())
+            .bind(updated.iter().map(|r| r.callbacks_seen).collect::<Vec<_>>())
+            .bind(m(|r| r.lifecycle.queued_at))
+            .bind(m(|r| r.lifecycle.sent_at))
+            .bind(m(|r| r.lifecycle.delivered_at))
+            .bind(m(|r| r.lifecycle.read_at))
+            .bind(m(|r| r.lifecycle.failed_at))
+            .bind(updated.iter().map(|r| r.lifecycle.last_status_at).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+    }
+    if !changes.log.is_empty() {
+        let log = &changes.log;
+        sqlx::query(sql::PG_INSERT_LOG)
+            .bind(texts(log.iter().map(|l| l.message_id)))
+            .bind(log.iter().map(|l| l.previous_status.map(|s| s.as_str().to_owned())).collect::<Vec<_>>())
+            .bind(texts(log.iter().map(|l| l.new_status.as_str())))
+            .bind(log.iter().map(|l| i64::from(l.applied)).collect::<Vec<_>>())
+            .bind(log.iter().map(|l| l.error_code).collect::<Vec<_>>())
+            .bind(texts(log.iter().map(|l| l.source.as_str())))
+            .bind(log.iter().map(|l| l.detail.clone()).collect::<Vec<_>>())
+            .bind(log.iter().map(|l| l.occurred_at).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+    }
+    if !changes.attempts_started.is_empty() {
+        let a = &changes.attempts_started;
+        sqlx::query(sql::PG_INSERT_ATTEMPTS)
+            .bind(texts(a.iter().map(|a| a.message_id)))
+            .bind(a.iter().map(|a| a.attempt).collect::<Vec<_>>())
+            .bind(a.iter().map(|a| a.worker.clone()).collect::<Vec<_>>())
+            .bind(a.iter().map(|a| a.started_at).collect::<Vec<_>>())
+            .bind(texts(a.iter().map(|a| a.outcome.as_str())))
+            .execute(&mut *conn)
+            .await?;
+    }
+    if !changes.attempts_finished.is_empty() {
+        let a = &changes.attempts_finished;
+        sqlx::query(sql::PG_FINISH_ATTEMPTS)
+            .bind(texts(a.iter().map(|a| a.message_id)))
+            .bind(a.iter().map(|a| a.attempt).collect::<Vec<_>>())
+            .bind(texts(a.iter().map(|a| a.outcome.as_str())))
+            .bind(a.iter().map(|a| a.finished_at).collect::<Vec<_>>())
+            .bind(a.iter().map(|a| a.http_status).collect::<Vec<_>>())
+            .bind(a.iter().map(|a| a.error_code).collect::<Vec<_>>())
+            .bind(a.iter().map(|a| a.error_message.clone()).collect::<Vec<_>>())
+            .bind(a.iter().map(|a| a.message_sid.as_ref().map(|s| s.as_str().to_owned())).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+    }
+    if !changes.unmatched_consumed.is_empty() {
+        sqlx::query("DELETE FROM unmatched_callbacks WHERE message_sid = ANY($1)")
+            .bind(texts(changes.unmatched_consumed.iter().map(|s| s.as_str())))
+            .execute(&mut *conn)
+            .await?;
+    }
+    let unmatched: Vec<&UnmatchedCallback> =
+        changes.unmatched_new.iter().filter(|c| !changes.unmatched_consumed.contains(&c.message_sid)).collect();
+    if !unmatched.is_empty() {
+        sqlx::query(sql::PG_INSERT_UNMATCHED)
+            .bind(texts(unmatched.iter().map(|c| c.message_sid.as_str())))
+            .bind(texts(unmatched.iter().map(|c| c.status.as_str())))
+            .bind(unmatched.iter().map(|c| c.error_code).collect::<Vec<_>>())
+            .bind(unmatched.iter().map(|c| c.received_at).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+    }
+    write_contacts(conn, plan).await?;
+    write_rollups(conn, plan).await
+}
+
+async fn write_contacts(conn: &mut PgConnection, plan: &Plan) -> Result<(), StoreError> {
+    let contacts = super::batch::merged_contact_changes(&plan.changes.contacts);
+    if contacts.is_empty() {
+        return Ok(());
+    }
+    for statement in [sql::PG_INSERT_CONTACTS, sql::PG_MERGE_CONTACTS] {
+        sqlx::query(statement)
+            .bind(texts(contacts.iter().map(|c| c.phone.as_e164())))
+            .bind(contacts.iter().map(|c| c.profile_name.clone()).collect::<Vec<_>>())
+            .bind(contacts.iter().map(|c| c.wa_id.clone()).collect::<Vec<_>>())
+            .bind(contacts.iter().map(|c| c.at).collect::<Vec<_>>())
+            .bind(contacts.iter().map(|c| super::batch::opt_code(c.opt)).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn write_rollups(conn: &mut PgConnection, plan: &Plan) -> Result<(), StoreError> {
+    let book = &plan.changes.rollups;
+    if !book.counters.is_empty() {
+        let (keys, counters): (Vec<&RollupKey>, Vec<&Counters>) = book.counters.iter().unzip();
+        sqlx::query(sql::PG_UPSERT_METRICS)
+            .bind(texts(keys.iter().map(|k| k.granularity.as_str())))
+            .bind(keys.iter().map(|k| k.bucket_start).collect::<Vec<_>>())
+            .bind(keys.iter().map(|k| k.phone.clone()).collect::<Vec<_>>())
+            .bind(counters.iter().map(|c| c.total).collect::<Vec<_>>())
+            .bind(counters.iter().map(|c| c.sent).collect::<Vec<_>>())
+            .bind(counters.iter().map(|c| c.delivered).collect::<Vec<_>>())
+            .bind(counters.iter().map(|c| c.read).collect::<Vec<_>>())
+            .bind(counters.iter().map(|c| c.failed).collect::<Vec<_>>())
+            .bind(counters.iter().map(|c| c.undelivered).collect::<Vec<_>>())
+            .bind(counters.iter().map(|c| c.time_sum_ms).collect::<Vec<_>>())
+            .bind(counters.iter().map(|c| c.time_count).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+    }
+    for (statement, entries) in [(sql::PG_UPSERT_HISTOGRAM, &book.histogram), (sql::PG_UPSERT_ERRORS, &book.errors)] {
+        if entries.is_empty() {
+            continue;
+        }
+        sqlx::query(statement)
+            .bind(texts(entries.keys().map(|(k, _)| k.granularity.as_str())))
+            .bind(entries.keys().map(|(k, _)| k.bucket_start).collect::<Vec<_>>())
+            .bind(entries.keys().map(|(k, _)| k.phone.clone()).collect::<Vec<_>>())
+            .bind(entries.keys().map(|(_, v)| *v).collect::<Vec<_>>())
+            .bind(entries.values().copied().collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+    }
+    if !book.phones.is_empty() {
+        sqlx::query(sql::PG_UPSERT_PHONES)
+            .bind(book.phones.keys().cloned().collect::<Vec<_>>())
+            .bind(book.phones.values().map(|p| p.total).collect::<Vec<_>>())
+            .bind(book.phones.values().map(|p| p.success).collect::<Vec<_>>())
+            .bind(book.phones.values().map(|p| p.failure).collect::<Vec<_>>())
+            .bind(book.phones.values().map(|p| p.read).collect::<Vec<_>>())
+            .bind(book.phones.values().map(|p| p.last_message_at).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+    }
+    if !book.phone_errors.is_empty() {
+        let e = &book.phone_errors;
+        sqlx::query(sql::PG_INSERT_PHONE_ERRORS)
+            .bind(e.iter().map(|e| e.phone.clone()).collect::<Vec<_>>())
+            .bind(texts(e.iter().map(|e| e.message_id)))
+            .bind(e.iter().map(|e| e.error_code).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.error_message.clone()).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}

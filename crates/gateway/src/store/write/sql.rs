@@ -1,0 +1,87 @@
+//! PostgreSQL's set-based statements: one per table, each taking one array per column.
+
+pub(super) const PG_INSERT_MESSAGES: &str = "INSERT INTO messages (id, message_sid, direction, from_addr, to_addr, body, \
+     media_urls, content_sid, content_variables, status, error_code, error_message, priority, attempts, reference, metadata, \
+     next_attempt_at, counted, callbacks_seen, created_at, queued_at, sent_at, delivered_at, read_at, failed_at, last_status_at, \
+     idempotency_key) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], \
+     $9::text[], $10::text[], $11::bigint[], $12::text[], $13::bigint[], $14::bigint[], $15::text[], $16::text[], $17::bigint[], \
+     $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[], $23::bigint[], $24::bigint[], $25::bigint[], \
+     $26::bigint[], $27::text[])";
+
+pub(super) const PG_UPDATE_MESSAGES: &str = "UPDATE messages AS m SET message_sid = v.message_sid, status = v.status, \
+     error_code = v.error_code, error_message = v.error_message, attempts = v.attempts, next_attempt_at = v.next_attempt_at, \
+     lease_owner = v.lease_owner, lease_until = v.lease_until, counted = v.counted, callbacks_seen = v.callbacks_seen, \
+     queued_at = v.queued_at, sent_at = v.sent_at, delivered_at = v.delivered_at, read_at = v.read_at, failed_at = v.failed_at, \
+     last_status_at = v.last_status_at \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[], $8::text[], \
+     $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], \
+     $17::bigint[]) AS v(id, message_sid, status, error_code, error_message, attempts, next_attempt_at, lease_owner, \
+     lease_until, counted, callbacks_seen, queued_at, sent_at, delivered_at, read_at, failed_at, last_status_at) \
+     WHERE m.id = v.id";
+
+pub(super) const PG_INSERT_LOG: &str = "INSERT INTO message_status_log (message_id, previous_status, new_status, applied, \
+     error_code, source, detail, occurred_at) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::bigint[])";
+
+pub(super) const PG_INSERT_ATTEMPTS: &str = "INSERT INTO send_attempts (message_id, attempt, worker, started_at, outcome) \
+     SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[])";
+
+pub(super) const PG_FINISH_ATTEMPTS: &str = "UPDATE send_attempts AS a SET outcome = v.outcome, finished_at = v.finished_at, \
+     http_status = v.http_status, error_code = v.error_code, error_message = v.error_message, message_sid = v.message_sid \
+     FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[], $8::text[]) \
+     AS v(message_id, attempt, outcome, finished_at, http_status, error_code, error_message, message_sid) \
+     WHERE a.message_id = v.message_id AND a.attempt = v.attempt";
+
+pub(super) const PG_INSERT_UNMATCHED: &str = "INSERT INTO unmatched_callbacks (message_sid, status, error_code, received_at) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[]) ON CONFLICT (message_sid, status) DO NOTHING";
+
+/// New contacts (existing ones are left to [`PG_MERGE_CONTACTS`]). `$5` is the consent keyword:
+/// 0 none, 1 STOP, 2 START.
+pub(super) const PG_INSERT_CONTACTS: &str = "INSERT INTO contacts (phone, profile_name, wa_id, last_inbound_at, opted_out, \
+     opted_out_at, created_at, updated_at) \
+     SELECT phone, profile_name, wa_id, at, CASE WHEN opt = 1 THEN 1 ELSE 0 END, CASE WHEN opt = 1 THEN at END, at, at \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS v(phone, profile_name, wa_id, at, opt) \
+     ON CONFLICT (phone) DO NOTHING";
+
+/// Merges an inbound message into its contact: profile kept unless given, latest inbound time,
+/// consent changed only by a keyword.
+pub(super) const PG_MERGE_CONTACTS: &str = "UPDATE contacts AS c SET profile_name = COALESCE(v.profile_name, c.profile_name), \
+     wa_id = COALESCE(v.wa_id, c.wa_id), \
+     last_inbound_at = GREATEST(COALESCE(c.last_inbound_at, v.at), v.at), \
+     opted_out = CASE WHEN v.opt = 1 THEN 1 WHEN v.opt = 2 THEN 0 ELSE c.opted_out END, \
+     opted_out_at = CASE WHEN v.opt = 1 THEN v.at WHEN v.opt = 2 THEN NULL ELSE c.opted_out_at END, \
+     updated_at = GREATEST(c.updated_at, v.at) \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS v(phone, profile_name, wa_id, at, opt) \
+     WHERE c.phone = v.phone";
+
+pub(super) const PG_UPSERT_METRICS: &str = "INSERT INTO delivery_metrics (granularity, bucket_start, phone, total, sent, \
+     delivered, read, failed, undelivered, delivery_time_sum_ms, delivery_time_count) \
+     SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], \
+     $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[]) \
+     ON CONFLICT (granularity, phone, bucket_start) DO UPDATE SET total = delivery_metrics.total + excluded.total, \
+     sent = delivery_metrics.sent + excluded.sent, delivered = delivery_metrics.delivered + excluded.delivered, \
+     read = delivery_metrics.read + excluded.read, failed = delivery_metrics.failed + excluded.failed, \
+     undelivered = delivery_metrics.undelivered + excluded.undelivered, \
+     delivery_time_sum_ms = delivery_metrics.delivery_time_sum_ms + excluded.delivery_time_sum_ms, \
+     delivery_time_count = delivery_metrics.delivery_time_count + excluded.delivery_time_count";
+
+pub(super) const PG_UPSERT_HISTOGRAM: &str = "INSERT INTO delivery_time_histogram (granularity, bucket_start, phone, le_ms, count) \
+     SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[]) \
+     ON CONFLICT (granularity, phone, bucket_start, le_ms) DO UPDATE SET count = delivery_time_histogram.count + excluded.count";
+
+pub(super) const PG_UPSERT_ERRORS: &str = "INSERT INTO delivery_errors (granularity, bucket_start, phone, error_code, count) \
+     SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[]) \
+     ON CONFLICT (granularity, phone, bucket_start, error_code) DO UPDATE SET count = delivery_errors.count + excluded.count";
+
+pub(super) const PG_UPSERT_PHONES: &str = "INSERT INTO phone_performance (phone, total_messages, success_count, failure_count, \
+     read_count, last_message_at) \
+     SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[]) \
+     ON CONFLICT (phone) DO UPDATE SET total_messages = phone_performance.total_messages + excluded.total_messages, \
+     success_count = phone_performance.success_count + excluded.success_count, \
+     failure_count = phone_performance.failure_count + excluded.failure_count, \
+     read_count = phone_performance.read_count + excluded.read_count, \
+     last_message_at = GREATEST(phone_performance.last_message_at, excluded.last_message_at)";
+
+pub(super) const PG_INSERT_PHONE_ERRORS: &str = "INSERT INTO phone_errors (phone, message_id, error_code, error_message, occurred_at) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[])";

@@ -1,0 +1,24 @@
+//! The gateway's integration tests: one binary, one module per area, every test against the real
+//! application (and, where the test says so, the real binary as a child process).
+//!
+//! `fault::` is ignored by default: it restarts the machine's PostgreSQL and Redis, so
+//! `scripts/test` runs it alone, after everything else.
+
+mod api;
+mod crash;
+mod dashboard;
+mod fault;
+mod fuzz_webhooks;
+mod helpers;
+mod lifecycle;
+mod limits;
+mod metrics;
+mod openapi;
+mod redis_cluster;
+mod redis_queue;
+mod secrets;
+mod security;
+mod shared_state;
+mod support;
+mod transport_backends;
+mod webhooks;

@@ -1,0 +1,159 @@
+//! Transport and authentication hardening: JWT with public keys and aud/iss, TLS, HTTPS-only,
+//! proxies, body limits.
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+use crate::helpers::{JWT_SECRET, TestApp, TestOptions, field_errors, fixture, problem};
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn sign(alg: Algorithm, key: &EncodingKey, claims: Value) -> String {
+    jsonwebtoken::encode(&Header::new(alg), &claims, key).unwrap()
+}
+
+async fn status_with(app: &TestApp, token: &str) -> (u16, String) {
+    let r = app.http.get(app.url("/api/v1/whatsapp/messages")).bearer_auth(token).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn rs256_public_key_accepts_its_tokens_and_refuses_algorithm_confusion() {
+    let app = TestApp::spawn_with(TestOptions {
+        vars: vec![
+            ("JWT_PUBLIC_KEY_FILE", fixture("rsa-public.pem")),
+            ("JWT_AUDIENCE", "whatsapp-gateway".into()),
+            ("JWT_ISSUER", "https://idp.test".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let private = EncodingKey::from_rsa_pem(&std::fs::read(fixture("rsa-private.pem")).unwrap()).unwrap();
+    let good = json!({"sub": "app", "exp": now() + 600, "aud": "whatsapp-gateway", "iss": "https://idp.test"});
+    assert_eq!(status_with(&app, &sign(Algorithm::RS256, &private, good.clone())).await.0, 200);
+
+    let public_pem = std::fs::read(fixture("rsa-public.pem")).unwrap();
+    let confused = sign(Algorithm::HS256, &EncodingKey::from_secret(&public_pem), good.clone());
+    let (status, body) = status_with(&app, &confused).await;
+    assert_eq!(status, 401, "HS256 signed with the public key must fail: {body}");
+    assert!(body.contains("algorithm"), "{body}");
+    let hs = sign(Algorithm::HS256, &EncodingKey::from_secret(JWT_SECRET.as_bytes()), good.clone());
+    assert_eq!(status_with(&app, &hs).await.0, 401, "the shared secret no longer works once a public key is configured");
+
+    let mut wrong_aud = good.clone();
+    wrong_aud["aud"] = json!("someone-else");
+    let (status, body) = status_with(&app, &sign(Algorithm::RS256, &private, wrong_aud)).await;
+    assert_eq!(status, 401);
+    assert!(body.contains("audience"), "{body}");
+    let mut wrong_iss = good.clone();
+    wrong_iss["iss"] = json!("https://evil.test");
+    let (status, body) = status_with(&app, &sign(Algorithm::RS256, &private, wrong_iss)).await;
+    assert_eq!(status, 401);
+    assert!(body.contains("issuer"), "{body}");
+    let mut no_aud = good.clone();
+    no_aud.as_object_mut().unwrap().remove("aud");
+    assert_eq!(status_with(&app, &sign(Algorithm::RS256, &private, no_aud)).await.0, 401);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn es256_public_key_accepts_its_tokens() {
+    let app =
+        TestApp::spawn_with(TestOptions { vars: vec![("JWT_PUBLIC_KEY_FILE", fixture("ec-public.pem"))], ..Default::default() }).await;
+    let private = EncodingKey::from_ec_pem(&std::fs::read(fixture("ec-private.pem")).unwrap()).unwrap();
+    let token = sign(Algorithm::ES256, &private, json!({"sub": "app", "exp": now() + 600}));
+    assert_eq!(status_with(&app, &token).await.0, 200);
+    let rsa = EncodingKey::from_rsa_pem(&std::fs::read(fixture("rsa-private.pem")).unwrap()).unwrap();
+    assert_eq!(status_with(&app, &sign(Algorithm::RS256, &rsa, json!({"sub": "app", "exp": now() + 600}))).await.0, 401);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn tls_serves_https_with_hsts() {
+    let app = TestApp::spawn_with(TestOptions {
+        vars: vec![("TLS_CERT_FILE", fixture("tls-cert.pem")), ("TLS_KEY_FILE", fixture("tls-key.pem")), ("REQUIRE_HTTPS", "true".into())],
+        ..Default::default()
+    })
+    .await;
+    assert!(app.base_url.starts_with("https://"));
+    let response = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["strict-transport-security"], "max-age=31536000; includeSubDomains");
+    // A plain-HTTP client talking to the TLS port gets no answer it can read.
+    let plain = app.base_url.replace("https://", "http://");
+    let answer = reqwest::get(format!("{plain}/healthz")).await;
+    assert!(answer.is_err() || !answer.unwrap().status().is_success());
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn require_https_refuses_plain_http_unless_a_trusted_proxy_says_https() {
+    let app = TestApp::spawn_with(TestOptions { vars: vec![("REQUIRE_HTTPS", "true".into())], ..Default::default() }).await;
+    let refused = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+    let spoofed = app.http.get(app.url("/healthz")).header("x-forwarded-proto", "https").send().await.unwrap();
+    assert_eq!(spoofed.status(), 403, "X-Forwarded-Proto is not believed without TRUST_PROXY");
+
+    let behind_proxy = TestApp::spawn_with(TestOptions {
+        vars: vec![("REQUIRE_HTTPS", "true".into()), ("TRUST_PROXY", "true".into())],
+        ..Default::default()
+    })
+    .await;
+    let ok = behind_proxy.http.get(behind_proxy.url("/healthz")).header("x-forwarded-proto", "https").send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert!(ok.headers().contains_key("strict-transport-security"));
+    app.finish().await;
+    behind_proxy.finish().await;
+}
+
+#[tokio::test]
+async fn signature_checks_the_forwarded_url_only_behind_a_trusted_proxy() {
+    let params: Vec<(String, String)> = [("MessageSid", "SM0123456789abcdef0123456789abcdef"), ("MessageStatus", "sent")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    for trust in [false, true] {
+        let app = TestApp::spawn_with(TestOptions { vars: vec![("TRUST_PROXY", trust.to_string())], ..Default::default() }).await;
+        let public = "https://hooks.example.com/api/v1/whatsapp/status?x=1";
+        let signature = twilio_signature::compute(app.emulator.auth_token().as_bytes(), public, &params);
+        let response = app
+            .http
+            .post(app.url("/api/v1/whatsapp/status?x=1"))
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "hooks.example.com")
+            .header("X-Twilio-Signature", signature)
+            .form(&params)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), if trust { 200 } else { 403 }, "trust_proxy={trust}");
+        app.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn oversize_bodies_are_413_problems() {
+    let app = TestApp::spawn().await;
+    let body = json!({"to": "+14155550100", "body": "x".repeat(70 * 1024)});
+    let response = app.send(body).await;
+    assert_eq!(response.status(), 413);
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    let big_form = format!("MessageSid=SM0123456789abcdef0123456789abcdef&Body={}", "y".repeat(70 * 1024));
+    let response = app
+        .http
+        .post(app.url("/api/v1/whatsapp/webhook"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("X-Twilio-Signature", "x")
+        .body(big_form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let media = json!({"to": "+14155550100", "media_urls": (0..11).map(|i| format!("https://x.test/{i}.png")).collect::<Vec<_>>()});
+    let (status, body) = problem(app.send(media).await).await;
+    assert_eq!(status, 422);
+    assert_eq!(field_errors(&body)[0].0, "media_urls");
+    app.finish().await;
+}
