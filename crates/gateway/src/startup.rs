@@ -93,6 +93,7 @@ impl Application {
             max_connections: config.database.max_connections,
             acquire_timeout: config.database.acquire_timeout,
             max_batch: config.database.max_batch,
+            writers: config.database.writers,
         };
         let store = Store::connect(config.database_url.expose_secret(), &store_options).await.context("cannot connect to DATABASE_URL")?;
         store.migrate().await.context("cannot migrate the database")?;

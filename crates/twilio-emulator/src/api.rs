@@ -6,13 +6,12 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, State};
-use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
-use base64::Engine as _;
 
+use crate::auth::Authenticated;
 use crate::behaviour::lock;
 use crate::create::CreateRequest;
 use crate::error::TwilioError;
@@ -27,31 +26,6 @@ pub(crate) fn routes() -> Router<Emulator> {
         .route("/2010-04-01/Accounts/{account_sid}/Messages/{file}", axum::routing::get(fetch).post(update).delete(delete))
         .route("/2010-04-01/{*rest}", any(unknown_resource))
         .layer(axum::middleware::map_response(twilio_headers))
-}
-
-/// Proof that the request carried the account's credentials for the account in its path.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Authenticated;
-
-impl FromRequestParts<Emulator> for Authenticated {
-    type Rejection = TwilioError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &Emulator) -> Result<Self, Self::Rejection> {
-        let config = &state.shared.config;
-        let credentials = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Basic "))
-            .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok())
-            .and_then(|raw| String::from_utf8(raw).ok());
-        let Some((user, password)) = credentials.as_deref().and_then(|c| c.split_once(':')) else {
-            return Err(TwilioError::unauthorized());
-        };
-        let path_account = parts.uri.path().split("/Accounts/").nth(1).and_then(|rest| rest.split('/').next());
-        let path_ok = path_account.is_none_or(|sid| sid == config.account_sid);
-        if user == config.account_sid && password == config.auth_token && path_ok { Ok(Self) } else { Err(TwilioError::unauthorized()) }
-    }
 }
 
 async fn twilio_headers(mut response: Response) -> Response {

@@ -33,6 +33,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod auth;
 mod behaviour;
 mod config;
 mod control;

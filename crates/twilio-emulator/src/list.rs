@@ -12,7 +12,7 @@ use time::Date;
 use time::macros::format_description;
 
 use crate::Emulator;
-use crate::api::Authenticated;
+use crate::auth::Authenticated;
 use crate::behaviour::lock;
 use crate::error::TwilioError;
 use crate::model::{API_VERSION, Message, MessageJson, strip_channel};

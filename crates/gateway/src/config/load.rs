@@ -136,7 +136,11 @@ impl Config {
             max_connections: v.parsed("DATABASE_MAX_CONNECTIONS", 8u32)?,
             acquire_timeout: v.millis("DATABASE_ACQUIRE_TIMEOUT_MS", 5_000)?,
             max_batch: v.parsed("WRITER_MAX_BATCH", 512usize)?,
+            writers: v.parsed("WRITER_CONNECTIONS", 3usize)?,
         };
+        if database.writers == 0 || database.writers > 64 {
+            return Err(invalid("WRITER_CONNECTIONS", "must be from 1 to 64"));
+        }
         if database.max_connections == 0 {
             return Err(invalid("DATABASE_MAX_CONNECTIONS", "must be at least 1"));
         }

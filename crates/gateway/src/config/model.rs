@@ -82,6 +82,9 @@ pub struct DatabaseConfig {
     pub acquire_timeout: Duration,
     /// The most commands one write batch (one transaction) carries (`WRITER_MAX_BATCH`, default 512).
     pub max_batch: usize,
+    /// Write batches run at once on PostgreSQL, each on a connection of its own
+    /// (`WRITER_CONNECTIONS`, default 3); SQLite always has one writer.
+    pub writers: usize,
 }
 
 /// The whole configuration.

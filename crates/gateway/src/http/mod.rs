@@ -22,17 +22,24 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, StatusCode};
+use axum::extract::Request;
+use axum::http::HeaderName;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use idempotency::scoped as idempotency_scope;
 
 use crate::state::AppState;
 use extract::MAX_BODY_BYTES;
+use problem::ApiError;
+
+/// How long a request may take before it is answered 503 (what it had handed to the store stays
+/// handed over: a retry with the same `Idempotency-Key` finds it).
+const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
 
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
@@ -59,10 +66,28 @@ fn with_layers(router: Router<AppState>, state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), transport::enforce))
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
-        .layer(CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn(deadline))
+        .layer(CatchPanicLayer::custom(panicked))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .layer(SetSensitiveRequestHeadersLayer::new([axum::http::header::AUTHORIZATION, HeaderName::from_static("x-twilio-signature")]))
+}
+
+async fn deadline(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_DEADLINE, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!("a request ran past its deadline");
+            ApiError::Unavailable(
+                format!("the request took longer than {} s; retry shortly", REQUEST_DEADLINE.as_secs()),
+                problem::UNAVAILABLE_RETRY_AFTER,
+            )
+            .into_response()
+        }
+    }
+}
+
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::Internal("a request handler panicked".into()).into_response()
 }

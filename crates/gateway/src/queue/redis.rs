@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt as _;
 use tokio::sync::{Notify, mpsc};
 
-use super::{Job, JobQueue, QueueError};
+use super::job::{Job, JobQueue, QueueError};
 use crate::domain::{MessageId, Priority, UnixMillis, now_ms};
 use crate::shared::{RedisConnection, timed, valid_prefix};
 use crate::store::{Claim, ClaimResult, Store};

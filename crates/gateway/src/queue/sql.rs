@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use super::{Job, JobQueue, QueueError};
+use super::job::{Job, JobQueue, QueueError};
 use crate::domain::{MessageId, Priority, UnixMillis, now_ms};
 use crate::store::{Claim, Store};
 

@@ -106,8 +106,9 @@ mod tests {
         // 80 per second: 12.5 ms apart; reserve 8 at a time, at most 100 ms ahead.
         let (first, tat) = reserve(12_500, 8, 100_000, 0, None);
         assert_eq!((first.granted, first.start_in, first.spacing), (8, Duration::ZERO, Duration::from_micros(12_500)));
-        let (second, tat) = reserve(12_500, 8, 100_000, 0, tat);
+        let (second, unchanged) = reserve(12_500, 8, 100_000, 0, tat);
         assert_eq!(second.granted, 0, "the first block already fills the 100 ms ahead");
+        assert_eq!(unchanged, None, "a refused reservation leaves the state as it is");
         assert_eq!(second.start_in, Duration::from_micros(12_500));
         let (third, _) = reserve(12_500, 8, 100_000, 50_000, tat);
         assert_eq!((third.granted, third.start_in), (4, Duration::from_micros(50_000)), "slots resume where the first block ended");

@@ -13,8 +13,6 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, PgPool, SqlSafeStr, SqlitePool};
-use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
 
 use super::error::StoreError;
 use super::write::command::{Command, Reply};
@@ -39,11 +37,14 @@ pub struct StoreOptions {
     pub acquire_timeout: Duration,
     /// The most commands one write batch carries (`WRITER_MAX_BATCH`).
     pub max_batch: usize,
+    /// Batches run at once on PostgreSQL, each on a connection of its own (`WRITER_CONNECTIONS`);
+    /// SQLite has one writer.
+    pub writers: usize,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { max_connections: 8, acquire_timeout: Duration::from_secs(5), max_batch: 512 }
+        Self { max_connections: 8, acquire_timeout: Duration::from_secs(5), max_batch: 512, writers: 3 }
     }
 }
 
@@ -77,7 +78,6 @@ struct Inner {
     pool: Pool,
     backend: Backend,
     writer: Writer,
-    writer_task: Mutex<Option<JoinHandle<()>>>,
 }
 
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -95,8 +95,10 @@ impl Store {
     /// Connects to `url` (`sqlite://path` or `postgres://…`) and starts the writer. A SQLite file
     /// and its folder are created if missing, and the file is switched to WAL mode.
     pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
-        let shard = format!("*{}", fastrand::u32(..super::write::rollups::ALL_PHONES_SHARDS));
-        let (pool, backend, writer, task) = if url.starts_with("sqlite:") {
+        // Each writer adds to its own all-phones rollup shard, so that writers do not wait on one row.
+        let first_shard = fastrand::u32(..super::write::rollups::ALL_PHONES_SHARDS);
+        let shard = |n: usize| format!("*{}", (first_shard + n as u32) % super::write::rollups::ALL_PHONES_SHARDS);
+        let (pool, backend, writer) = if url.starts_with("sqlite:") {
             let path = sqlite_path(url);
             let connect = SqliteConnectOptions::new()
                 .filename(&path)
@@ -110,20 +112,22 @@ impl Store {
                 .acquire_timeout(options.acquire_timeout)
                 .connect_with(connect)
                 .await?;
-            let (writer, task) = Writer::spawn(SqliteExecutor::new(path, shard), options.max_batch);
-            (Pool::Sqlite(pool), Backend::Sqlite, writer, task)
+            let writer = Writer::spawn(vec![SqliteExecutor::new(path, shard(0))], options.max_batch, options.acquire_timeout, fault())?;
+            (Pool::Sqlite(pool), Backend::Sqlite, writer)
         } else {
             let connect: PgConnectOptions = url.parse()?;
             let pool = PgPoolOptions::new()
-                // One more than asked for: the writer holds one while a batch runs.
-                .max_connections(options.max_connections.max(1) + 1)
+                .max_connections(options.max_connections.max(1))
                 .acquire_timeout(options.acquire_timeout)
-                .connect_with(connect)
+                .connect_with(connect.clone())
                 .await?;
-            let (writer, task) = Writer::spawn(PgExecutor::new(pool.clone(), shard), options.max_batch);
-            (Pool::Postgres(pool), Backend::Postgres, writer, task)
+            // The writers have connections of their own, outside the read pool.
+            let executors =
+                (0..options.writers.max(1)).map(|n| PgExecutor::new(connect.clone(), options.acquire_timeout, shard(n))).collect();
+            let writer = Writer::spawn(executors, options.max_batch, options.acquire_timeout, fault())?;
+            (Pool::Postgres(pool), Backend::Postgres, writer)
         };
-        Ok(Self { inner: Arc::new(Inner { pool, backend, writer, writer_task: Mutex::new(Some(task)) }) })
+        Ok(Self { inner: Arc::new(Inner { pool, backend, writer }) })
     }
 
     /// Applies the migrations of this backend.
@@ -166,16 +170,26 @@ impl Store {
         self.inner.writer.submit(command).await
     }
 
-    /// Closes the pools once the writer has nothing left in hand.
+    /// Batches the writer committed, and failed batches it split to isolate a failing command.
+    pub fn writer_stats(&self) -> (u64, u64) {
+        let stats = self.inner.writer.stats();
+        (stats.batches.load(std::sync::atomic::Ordering::Relaxed), stats.isolations.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Closes the read pool. The writer's thread ends once the last handle of the store is gone.
     pub async fn close(&self) {
         match &self.inner.pool {
             Pool::Postgres(pool) => pool.close().await,
             Pool::Sqlite(pool) => pool.close().await,
         }
-        if let Some(task) = self.inner.writer_task.lock().await.take() {
-            task.abort();
-        }
     }
+}
+
+/// The crash tests' fault hook: `WG_FAULT_ABORT_AFTER_COMMIT=<reference or SID>` makes the
+/// process abort right after committing a batch that carries a new message with that reference
+/// or a status report for that SID, before anyone is answered.
+fn fault() -> Option<String> {
+    std::env::var("WG_FAULT_ABORT_AFTER_COMMIT").ok().filter(|v| !v.is_empty())
 }
 
 /// The file of a `sqlite://` URL, its folder created if missing.

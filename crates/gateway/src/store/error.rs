@@ -63,7 +63,8 @@ impl StoreError {
 
 /// SQLSTATE classes and codes that mean the server is going away or not there yet.
 fn unavailable_code(code: &str) -> bool {
-    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+    // 55P03: a lock not granted within `lock_timeout` (someone else holds the table).
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "55P03")
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -80,6 +81,12 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => Self::Corrupt(e.to_string()),
             other => Self::Database(other),
         }
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Unavailable(Box::new(e))
     }
 }
 

@@ -5,6 +5,7 @@
 //! `scripts/test` runs it alone, after everything else.
 
 mod api;
+mod batches;
 mod crash;
 mod dashboard;
 mod fault;
@@ -21,4 +22,5 @@ mod security;
 mod shared_state;
 mod support;
 mod transport_backends;
+mod unavailable;
 mod webhooks;

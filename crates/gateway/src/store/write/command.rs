@@ -63,6 +63,18 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// What the crash tests' fault hook (`WG_FAULT_ABORT_AFTER_COMMIT`) matches: a new message's
+    /// reference, or a status report's SID.
+    pub(crate) fn fault_marker(&self) -> Option<&str> {
+        match self {
+            Self::Insert { message, .. } => message.reference.as_deref(),
+            Self::Status(report) => Some(report.sid.as_str()),
+            _ => None,
+        }
+    }
+}
+
 /// Which messages a claim reserves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pick {

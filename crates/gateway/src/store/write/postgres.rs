@@ -6,7 +6,10 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use std::time::Duration;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection as _, PgConnection};
 
 use super::batch::IDEMPOTENCY_KEY_LIFETIME_MS;
 use super::batch::{Keys, Loaded};
@@ -16,29 +19,63 @@ use super::rollups::{Counters, RollupKey};
 use super::sql;
 use super::writer::Executor;
 use crate::domain::{MessageId, PhoneNumber};
-use crate::store::StoreError;
+use crate::store::error::StoreError;
 use crate::store::records::{AttemptRecord, Contact, MessageRecord, UnmatchedCallback};
 
-/// Runs batches on a PostgreSQL pool.
+/// Runs batches on a PostgreSQL connection of its own (opened again after a failure).
 pub(crate) struct PgExecutor {
-    pool: PgPool,
+    options: PgConnectOptions,
+    connect_timeout: Duration,
+    conn: Option<PgConnection>,
     shard: String,
 }
 
 impl PgExecutor {
-    pub fn new(pool: PgPool, shard: String) -> Self {
-        Self { pool, shard }
+    pub fn new(options: PgConnectOptions, connect_timeout: Duration, shard: String) -> Self {
+        Self { options, connect_timeout, conn: None, shard }
+    }
+
+    async fn connection(&mut self) -> Result<&mut PgConnection, StoreError> {
+        if self.conn.is_none() {
+            let connect = PgConnection::connect_with(&self.options);
+            let mut conn = tokio::time::timeout(self.connect_timeout, connect)
+                .await
+                .map_err(|_| StoreError::Unavailable("no connection to the database in time".into()))??;
+            // The batch statements take arrays of any length: a plan made for the arrays at hand
+            // beats a generic one (which scans the table).
+            // A batch waits for a row lock no longer than a caller waits for the writer: a table
+            // held by someone else is answered 503, not left hanging.
+            let lock_timeout =
+                format!("SET plan_cache_mode = force_custom_plan; SET lock_timeout = {}", self.connect_timeout.as_millis().max(1));
+            sqlx::raw_sql(sqlx::AssertSqlSafe(lock_timeout)).execute(&mut conn).await?;
+            self.conn = Some(conn);
+        }
+        Ok(self.conn.as_mut().expect("just opened"))
+    }
+
+    async fn batch(&mut self, commands: &[Command]) -> Result<Vec<Result<Reply, StoreError>>, StoreError> {
+        let shard = self.shard.clone();
+        let conn = self.connection().await?;
+        sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
+        let loaded = load(conn, Keys::of(commands)).await?;
+        let (plan, replies) = Plan::run(loaded, commands, &shard);
+        write(conn, &plan).await?;
+        sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+        Ok(replies)
     }
 }
 
 impl Executor for PgExecutor {
     async fn run(&mut self, commands: Arc<Vec<Command>>) -> Result<Vec<Result<Reply, StoreError>>, StoreError> {
-        let mut tx: Transaction<'static, Postgres> = self.pool.begin().await?;
-        let loaded = load(&mut tx, Keys::of(&commands)).await?;
-        let (plan, replies) = Plan::run(loaded, &commands, &self.shard);
-        write(&mut tx, &plan).await?;
-        tx.commit().await?;
-        Ok(replies)
+        let result = self.batch(&commands).await;
+        if result.is_err()
+            && let Some(conn) = self.conn.as_mut()
+            && sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await.is_err()
+        {
+            // The connection itself is gone: open a new one for the next batch.
+            self.conn = None;
+        }
+        result
     }
 }
 

@@ -7,12 +7,16 @@
 //! again, until the command that fails is alone (a deadlock between two writers is first retried
 //! as it is). A batch that fails because the database is unreachable fails every command in it,
 //! each with that cause.
+//!
+//! A caller waits at most `wait` for the writer to take its command (the database is stuck, or
+//! its pool is full): then the command is withdrawn, never run, and the caller hears that the
+//! database is unavailable. Once taken, a command is answered with what its batch did.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 use super::command::{Command, Reply};
 use crate::store::error::StoreError;
@@ -24,50 +28,112 @@ pub(crate) trait Executor: Send + 'static {
     fn run(&mut self, commands: Arc<Vec<Command>>) -> impl Future<Output = Result<Vec<Result<Reply, StoreError>>, StoreError>> + Send;
 }
 
+const PENDING: u8 = 0;
+const TAKEN: u8 = 1;
+const WITHDRAWN: u8 = 2;
+
 struct Envelope {
     command: Command,
     reply: oneshot::Sender<Result<Reply, StoreError>>,
+    /// Who had the last word: the writer taking the command, or its caller withdrawing it.
+    state: Arc<AtomicU8>,
 }
 
 /// The handle of the writer task.
 #[derive(Clone, Debug)]
 pub(crate) struct Writer {
     tx: mpsc::Sender<Envelope>,
+    wait: Duration,
+    stats: Arc<WriterStats>,
 }
 
-impl std::fmt::Debug for Envelope {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Envelope").finish_non_exhaustive()
-    }
+/// What the writer has done (for tests and inspection).
+#[derive(Debug, Default)]
+pub(crate) struct WriterStats {
+    /// Batches committed.
+    pub batches: AtomicU64,
+    /// Failed batches split to isolate a failing command.
+    pub isolations: AtomicU64,
 }
 
 /// How many commands may wait for the writer before callers wait to hand theirs over.
 const QUEUE: usize = 8_192;
 
 impl Writer {
-    /// Starts the writer; it runs until every handle is dropped, then finishes what it holds.
-    pub fn spawn<E: Executor>(executor: E, max_batch: usize) -> (Self, JoinHandle<()>) {
+    /// Starts `executors.len()` writer loops, each on a thread of its own with a runtime of its
+    /// own (so that its round trips to the database never wait behind the request tasks for a
+    /// turn), taking batches from one channel: while one batch runs, the next forms and the next
+    /// free loop takes it. They run until every handle is dropped, then finish what they hold. A
+    /// caller waits at most `wait` for its command to be taken.
+    pub fn spawn<E: Executor>(executors: Vec<E>, max_batch: usize, wait: Duration, fault: Option<String>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(run(rx, executor, max_batch.max(1)));
-        (Self { tx }, task)
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let stats = Arc::new(WriterStats::default());
+        for (n, executor) in executors.into_iter().enumerate() {
+            let (rx, stats, fault) = (rx.clone(), stats.clone(), fault.clone());
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            std::thread::Builder::new()
+                .name(format!("wg-writer-{n}"))
+                .spawn(move || runtime.block_on(run(rx, executor, max_batch.max(1), stats, fault)))?;
+        }
+        Ok(Self { tx, wait, stats })
     }
 
     /// Hands `command` over and waits until the batch carrying it is committed.
     pub async fn submit(&self, command: Command) -> Result<Reply, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.tx.send(Envelope { command, reply }).await.map_err(|_| StoreError::Closed)?;
+        let (reply, mut answer) = oneshot::channel();
+        let state = Arc::new(AtomicU8::new(PENDING));
+        let envelope = Envelope { command, reply, state: state.clone() };
+        let deadline = tokio::time::Instant::now() + self.wait;
+        match tokio::time::timeout_at(deadline, self.tx.send(envelope)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(StoreError::Closed),
+            Err(_) => return Err(StoreError::Unavailable("the database has not taken a write in time (the writer is busy)".into())),
+        }
+        if let Ok(answer) = tokio::time::timeout_at(deadline, &mut answer).await {
+            return answer.map_err(|_| StoreError::Closed)?;
+        }
+        if state.compare_exchange(PENDING, WITHDRAWN, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            return Err(StoreError::Unavailable("the database has not taken a write in time (the writer is busy)".into()));
+        }
+        // Taken before the deadline: its batch decides.
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// What the writer has done.
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
     }
 }
 
-async fn run<E: Executor>(mut rx: mpsc::Receiver<Envelope>, mut executor: E, max_batch: usize) {
+async fn run<E: Executor>(
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Envelope>>>,
+    mut executor: E,
+    max_batch: usize,
+    stats: Arc<WriterStats>,
+    fault: Option<String>,
+) {
     let mut envelopes = Vec::with_capacity(max_batch);
-    while rx.recv_many(&mut envelopes, max_batch).await > 0 {
-        let (commands, replies): (Vec<Command>, Vec<_>) = envelopes.drain(..).map(|e| (e.command, e.reply)).unzip();
+    loop {
+        // One loop at a time gathers a batch; the others run theirs meanwhile.
+        if rx.lock().await.recv_many(&mut envelopes, max_batch).await == 0 {
+            break;
+        }
+        let taken = envelopes.drain(..).filter(|e| e.state.compare_exchange(PENDING, TAKEN, Ordering::AcqRel, Ordering::Acquire).is_ok());
+        let (commands, replies): (Vec<Command>, Vec<_>) = taken.map(|e| (e.command, e.reply)).unzip();
+        if commands.is_empty() {
+            continue;
+        }
         let started = Instant::now();
         let size = commands.len();
-        let answers = execute(&mut executor, commands).await;
+        let crash = fault.as_deref().is_some_and(|marker| commands.iter().any(|c| c.fault_marker() == Some(marker)));
+        let answers = execute(&mut executor, commands, &stats).await;
         metrics::writer_batch(size, started.elapsed());
+        if crash {
+            // Fault injection for the crash tests: die after the commit, before any answer.
+            tracing::error!("WG_FAULT_ABORT_AFTER_COMMIT: aborting after a committed batch");
+            std::process::abort();
+        }
         for (reply, answer) in replies.into_iter().zip(answers) {
             // The caller may have gone (a client that hung up): the effect is committed anyway.
             let _ = reply.send(answer);
@@ -77,7 +143,7 @@ async fn run<E: Executor>(mut rx: mpsc::Receiver<Envelope>, mut executor: E, max
 
 /// Runs `commands` as one batch, and on failure in ever smaller parts, so that each command gets
 /// the answer it would have had alone.
-async fn execute<E: Executor>(executor: &mut E, commands: Vec<Command>) -> Vec<Result<Reply, StoreError>> {
+async fn execute<E: Executor>(executor: &mut E, commands: Vec<Command>, stats: &WriterStats) -> Vec<Result<Reply, StoreError>> {
     let commands = Arc::new(commands);
     let mut answers: Vec<Option<Result<Reply, StoreError>>> = (0..commands.len()).map(|_| None).collect();
     // Ranges of `commands` still to run, with whether a transient failure was already retried.
@@ -86,6 +152,7 @@ async fn execute<E: Executor>(executor: &mut E, commands: Vec<Command>) -> Vec<R
         let part = if range.len() == commands.len() { commands.clone() } else { Arc::new(commands[range.clone()].to_vec()) };
         match executor.run(part).await {
             Ok(replies) => {
+                stats.batches.fetch_add(1, Ordering::Relaxed);
                 for (slot, reply) in answers[range].iter_mut().zip(replies) {
                     *slot = Some(reply);
                 }
@@ -104,6 +171,7 @@ async fn execute<E: Executor>(executor: &mut E, commands: Vec<Command>) -> Vec<R
             }
             Err(e) => {
                 tracing::info!(error = %crate::telemetry::chain(&e), commands = range.len(), "a batch failed; isolating the command that fails");
+                stats.isolations.fetch_add(1, Ordering::Relaxed);
                 metrics::writer_isolation();
                 let middle = range.start + range.len() / 2;
                 pending.push((middle..range.end, false));
@@ -112,4 +180,82 @@ async fn execute<E: Executor>(executor: &mut E, commands: Vec<Command>) -> Vec<R
         }
     }
     answers.into_iter().map(|a| a.unwrap_or(Err(StoreError::Closed))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::domain::{MessageId, MessageSid, MessageStatus, StatusEvent, StatusSource};
+    use crate::store::write::command::{ApplyOutcome, StatusReport};
+
+    /// An executor that fails any batch holding a poisoned SID, and records each batch's size.
+    struct Poisoned {
+        poison: MessageSid,
+        batches: Arc<Mutex<Vec<usize>>>,
+    }
+
+    impl Executor for Poisoned {
+        async fn run(&mut self, commands: Arc<Vec<Command>>) -> Result<Vec<Result<Reply, StoreError>>, StoreError> {
+            self.batches.lock().unwrap().push(commands.len());
+            if commands.iter().any(|c| matches!(c, Command::Status(r) if r.sid == self.poison)) {
+                return Err(StoreError::Corrupt("poisoned".into()));
+            }
+            Ok(commands.iter().map(|_| Ok(Reply::Applied(ApplyOutcome::Unmatched))).collect())
+        }
+    }
+
+    fn report(n: u32) -> Command {
+        Command::Status(StatusReport {
+            id: Some(MessageId::new()),
+            sid: MessageSid::parse(&format!("SM{n:032x}")).unwrap(),
+            event: StatusEvent { status: MessageStatus::Sent, at: 0, error_code: None },
+            source: StatusSource::Callback,
+            error_message: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn one_bad_command_fails_alone_and_the_rest_of_its_batch_commits() {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let poison = MessageSid::parse(&format!("SM{:032x}", 37)).unwrap();
+        let mut executor = Poisoned { poison, batches: batches.clone() };
+        let stats = WriterStats::default();
+        let answers = execute(&mut executor, (0..100).map(report).collect(), &stats).await;
+        let failed: Vec<usize> = answers.iter().enumerate().filter(|(_, a)| a.is_err()).map(|(i, _)| i).collect();
+        assert_eq!(failed, [37], "only the poisoned command fails");
+        assert!(matches!(&answers[37], Err(StoreError::Corrupt(_))), "with its own error: {:?}", answers[37]);
+        let sizes = batches.lock().unwrap().clone();
+        assert_eq!(sizes[0], 100, "the first attempt is the whole batch");
+        assert!(sizes.len() <= 2 * 7 + 1, "bisection, not one transaction per command: {sizes:?}");
+        // Every run either committed, was split, or was the poisoned command alone.
+        let (committed, split) = (stats.batches.load(Ordering::Relaxed) as usize, stats.isolations.load(Ordering::Relaxed) as usize);
+        assert_eq!(committed + split + 1, sizes.len(), "{sizes:?}");
+    }
+
+    /// An executor that takes a while, so that commands pile up behind a batch.
+    struct Slow;
+
+    impl Executor for Slow {
+        async fn run(&mut self, commands: Arc<Vec<Command>>) -> Result<Vec<Result<Reply, StoreError>>, StoreError> {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok(commands.iter().map(|_| Ok(Reply::Applied(ApplyOutcome::Unmatched))).collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_command_the_writer_has_not_taken_in_time_is_withdrawn_and_never_run() {
+        let writer = Writer::spawn(vec![Slow], 1, Duration::from_millis(100), None).unwrap();
+        let first = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.submit(report(1)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let second = writer.submit(report(2)).await;
+        assert!(matches!(&second, Err(e) if e.is_unavailable()), "{second:?}");
+        assert!(first.await.unwrap().is_ok(), "the command already taken is answered with its batch's outcome");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(writer.stats().batches.load(Ordering::Relaxed), 1, "the withdrawn command never ran");
+    }
 }

@@ -4,6 +4,7 @@
 //! the work in flight and a check that nothing is left unprocessed.
 
 pub mod backend;
+pub mod private_pg;
 pub mod process;
 
 use std::collections::HashMap;
