@@ -183,6 +183,33 @@ pub fn transition(before: &Lifecycle, counted: Counted, after: &Lifecycle) -> (D
     (delta, next)
 }
 
+/// What a message counted as `counted`, with lifecycle `l`, has added to its rollups so far: the
+/// sum of the deltas of every transition that brought it here. A query about one recipient sums
+/// these over the recipient's messages instead of keeping rollup rows per recipient.
+pub fn standing(l: &Lifecycle, counted: Counted) -> Delta {
+    let flag = |f: i64| i64::from(counted.has(f));
+    let mut delta = Delta {
+        total: flag(Counted::TOTAL),
+        sent: flag(Counted::SENT),
+        delivered: flag(Counted::DELIVERED),
+        read: flag(Counted::READ),
+        failed: flag(Counted::FAILED),
+        undelivered: flag(Counted::UNDELIVERED),
+        ..Delta::default()
+    };
+    if counted.has(Counted::TIMED)
+        && let Some(ms) = delivery_ms(l)
+    {
+        delta.time_sum_ms = ms;
+        delta.time_count = 1;
+        delta.histogram.push((histogram_bucket(ms), 1));
+    }
+    if counted.is_failure() {
+        delta.errors.push((l.error_code.unwrap_or(0), 1));
+    }
+    delta
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +230,12 @@ mod tests {
 
     /// Applies reports one by one, summing every delta, as the store does.
     fn run(events: &[(MessageStatus, i64, Option<i64>)]) -> (Delta, Counted) {
+        let (sum, counted, _) = run_to(events);
+        (sum, counted)
+    }
+
+    /// [`run`], with the lifecycle reached.
+    fn run_to(events: &[(MessageStatus, i64, Option<i64>)]) -> (Delta, Counted, Lifecycle) {
         let mut lifecycle = Lifecycle::pending(0);
         let mut counted = Counted::default();
         let mut sum = Delta::default();
@@ -225,7 +258,7 @@ mod tests {
         }
         sum.histogram.retain(|(_, v)| *v != 0);
         sum.errors.retain(|(_, v)| *v != 0);
-        (sum, counted)
+        (sum, counted, lifecycle)
     }
 
     use MessageStatus::*;
@@ -298,5 +331,37 @@ mod tests {
         let (d, next) = transition(&failed, both, &again);
         assert_eq!((d.failed, d.undelivered), (0, -1));
         assert_eq!(next, Counted(Counted::TOTAL | Counted::SENT | Counted::FAILED));
+    }
+
+    #[test]
+    fn a_message_standing_is_the_sum_of_its_transitions_whatever_the_order_of_its_reports() {
+        let reports = [
+            (Queued, 100, None),
+            (Sent, 300, None),
+            (Delivered, 1_400, None),
+            (Read, 9_000, None),
+            (Undelivered, 2_000, Some(63016)),
+            (Failed, 2_500, Some(30008)),
+            (Delivered, 700, None),
+            (Queued, 100, None),
+        ];
+        // Every ordered selection of up to four reports (duplicates included).
+        let mut sequences: Vec<Vec<(MessageStatus, i64, Option<i64>)>> = vec![vec![]];
+        for _ in 0..4 {
+            let longer: Vec<_> = sequences
+                .iter()
+                .filter(|s| s.len() == sequences.last().map_or(0, Vec::len))
+                .flat_map(|s| reports.iter().map(move |r| [s.clone(), vec![*r]].concat()))
+                .collect();
+            sequences.extend(longer);
+        }
+        assert!(sequences.len() > 4_000);
+        for events in &sequences {
+            let (mut sum, counted, lifecycle) = run_to(events);
+            sum.newly_failed = false;
+            sum.histogram.sort_unstable();
+            sum.errors.sort_unstable();
+            assert_eq!(standing(&lifecycle, counted), sum, "{events:?}");
+        }
     }
 }

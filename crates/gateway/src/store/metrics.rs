@@ -1,17 +1,24 @@
-//! Reading the delivery-metrics rollups (written by the batch writer, see
-//! [`super::write::rollups`]): a query costs the number of buckets, not of messages.
+//! Reading the delivery metrics. For all phones from the rollups (written by the batch writer, see
+//! [`super::write::rollups`]): a query costs the number of buckets, not of messages. For one
+//! recipient from the recipient's own messages (through `messages_to`), each adding what
+//! [`standing`] says it has added to the rollups: a recipient has few messages, and keeping hour
+//! and day rows per recipient would cost more writes per message than the message itself.
+
+use std::collections::BTreeMap;
 
 use sqlx::AssertSqlSafe;
 
 use super::db::{Store, on_pool};
 use super::error::StoreError;
-use super::records::{BucketCounters, BucketEntry, MetricsBucket, PhoneErrorRecord, PhonePerformance};
+use super::records::{BucketCounters, BucketEntry, CountedMessage, MetricsBucket, PhoneErrorRecord, PhonePerformance};
 use super::write::rollups::ALL_PHONES_SHARDS;
+use crate::domain::rollup::standing;
 use crate::domain::{Granularity, PhoneNumber, UnixMillis};
 
 impl Store {
-    /// Rollup buckets in `[from, to)`, oldest first, for all phones (`phone = None`, the shards
-    /// summed) or one. Reads at most `buckets × shards` rows, whatever the number of messages.
+    /// Metrics buckets in `[from, to)`, oldest first (only buckets with messages), for all phones
+    /// (`phone = None`: the rollup shards summed, at most `buckets × shards` rows read whatever
+    /// the number of messages) or for one recipient (from its messages).
     pub async fn metrics_buckets(
         &self,
         granularity: Granularity,
@@ -19,11 +26,56 @@ impl Store {
         to: UnixMillis,
         phone: Option<&PhoneNumber>,
     ) -> Result<Vec<MetricsBucket>, StoreError> {
+        match phone {
+            Some(phone) => self.recipient_buckets(granularity, from, to, phone).await,
+            None => self.rollup_buckets(granularity, from, to).await,
+        }
+    }
+
+    async fn recipient_buckets(
+        &self,
+        granularity: Granularity,
+        from: UnixMillis,
+        to: UnixMillis,
+        phone: &PhoneNumber,
+    ) -> Result<Vec<MetricsBucket>, StoreError> {
+        let sql = "SELECT created_at, counted, status, queued_at, sent_at, delivered_at, read_at, failed_at, error_code, \
+                   last_status_at FROM messages WHERE to_addr = $1 AND created_at >= $2 AND created_at < $3 AND counted <> 0";
+        let start = granularity.bucket_start(from);
+        let rows: Vec<CountedMessage> = on_pool!(self, pool => sqlx::query_as(sql).bind(phone).bind(start).bind(to).fetch_all(pool).await?);
+        let mut buckets: BTreeMap<UnixMillis, MetricsBucket> = BTreeMap::new();
+        for row in rows {
+            let bucket_start = granularity.bucket_start(row.created_at);
+            let bucket = buckets.entry(bucket_start).or_insert_with(|| MetricsBucket { bucket_start, ..MetricsBucket::default() });
+            let d = standing(&row.lifecycle, row.counted);
+            bucket.total += d.total;
+            bucket.sent += d.sent;
+            bucket.delivered += d.delivered;
+            bucket.read += d.read;
+            bucket.failed += d.failed;
+            bucket.undelivered += d.undelivered;
+            bucket.delivery_time_sum_ms += d.time_sum_ms;
+            bucket.delivery_time_count += d.time_count;
+            for (list, entries) in [(&mut bucket.histogram, &d.histogram), (&mut bucket.errors, &d.errors)] {
+                for &(key, count) in entries {
+                    match list.iter_mut().find(|(k, _)| *k == key) {
+                        Some(entry) => entry.1 += count,
+                        None => list.push((key, count)),
+                    }
+                }
+            }
+        }
+        let mut buckets: Vec<MetricsBucket> = buckets.into_values().collect();
+        for bucket in &mut buckets {
+            bucket.histogram.sort_unstable();
+            bucket.errors.sort_unstable();
+        }
+        Ok(buckets)
+    }
+
+    async fn rollup_buckets(&self, granularity: Granularity, from: UnixMillis, to: UnixMillis) -> Result<Vec<MetricsBucket>, StoreError> {
         // The all-phones shards are listed by name (constants), so no collation is involved.
-        let phones = match phone {
-            None => (0..ALL_PHONES_SHARDS).map(|shard| format!("'*{shard}'")).collect::<Vec<_>>().join(", "),
-            Some(_) => "$4".to_owned(),
-        };
+        let phones = (0..ALL_PHONES_SHARDS).map(|shard| format!("'*{shard}'")).collect::<Vec<_>>().join(", ");
         let filter = format!("granularity = $1 AND bucket_start >= $2 AND bucket_start < $3 AND phone IN ({phones})");
         let start = granularity.bucket_start(from);
         let counters_sql = format!(
@@ -40,14 +92,9 @@ impl Store {
             )
         };
         let (histogram_sql, errors_sql) = (entries_sql("delivery_time_histogram", "le_ms"), entries_sql("delivery_errors", "error_code"));
-        let one_phone = phone.is_some();
-        let phone = phone.map(|p| p.as_e164().to_owned()).unwrap_or_default();
         // The same binds for the three queries.
         macro_rules! query {
-            ($sql:expr) => {{
-                let query = sqlx::query_as(AssertSqlSafe($sql)).bind(granularity.as_str()).bind(start).bind(to);
-                if one_phone { query.bind(phone.clone()) } else { query }
-            }};
+            ($sql:expr) => {{ sqlx::query_as(AssertSqlSafe($sql)).bind(granularity.as_str()).bind(start).bind(to) }};
         }
         let (counters, histogram, errors): (Vec<BucketCounters>, Vec<BucketEntry>, Vec<BucketEntry>) = on_pool!(self, pool => (
             query!(counters_sql).fetch_all(pool).await?,

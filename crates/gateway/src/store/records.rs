@@ -91,6 +91,17 @@ pub(crate) fn media_column(urls: &[String]) -> Option<String> {
     (!urls.is_empty()).then(|| serde_json::to_string(urls).unwrap_or_default())
 }
 
+/// What a message has added to the rollups: its `counted` flags and lifecycle (see
+/// [`crate::domain::rollup::standing`]).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct CountedMessage {
+    pub created_at: UnixMillis,
+    #[sqlx(try_from = "i64")]
+    pub counted: Counted,
+    #[sqlx(flatten, try_from = "LifecycleRow")]
+    pub lifecycle: Lifecycle,
+}
+
 /// The lifecycle columns of `messages`.
 #[derive(sqlx::FromRow)]
 pub(crate) struct LifecycleRow {

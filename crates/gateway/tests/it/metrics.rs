@@ -1,13 +1,30 @@
 //! Delivery metrics are exact: a delivery time enters the rollups once, when both its ends are
 //! known, and moves when a later report corrects either end; a message counts in one outcome.
 
-use whatsapp_gateway::domain::{Granularity, MessageSid, MessageStatus, StatusEvent, StatusSource, now_ms};
+use whatsapp_gateway::domain::{Granularity, MessageSid, MessageStatus, PhoneNumber, StatusEvent, StatusSource, now_ms};
 use whatsapp_gateway::store::{StatusReport, Store};
 
 use crate::helpers::TestApp;
 use crate::support::in_flight;
 
+/// The rollups (all phones) and the recipient's buckets (computed from its messages) agree: the
+/// test database holds one recipient. Also checks a recipient with no messages has no buckets.
+const RECIPIENT: &str = "+14155550180";
+
+async fn same_for_recipient(store: &Store, t0: i64, phone: &str) {
+    let phone = PhoneNumber::parse(phone).unwrap();
+    let nobody = PhoneNumber::parse("+14155550999").unwrap();
+    for granularity in [Granularity::Hour, Granularity::Day] {
+        let (from, to) = (t0 - 86_400_000, t0 + 86_400_000);
+        let all = store.metrics_buckets(granularity, from, to, None).await.unwrap();
+        assert!(!all.is_empty());
+        assert_eq!(store.metrics_buckets(granularity, from, to, Some(&phone)).await.unwrap(), all, "{granularity:?}");
+        assert_eq!(store.metrics_buckets(granularity, from, to, Some(&nobody)).await.unwrap(), []);
+    }
+}
+
 async fn totals(store: &Store, t0: i64) -> (i64, i64, i64, i64) {
+    same_for_recipient(store, t0, RECIPIENT).await;
     let buckets = store.metrics_buckets(Granularity::Day, t0 - 86_400_000, t0 + 86_400_000, None).await.unwrap();
     let sum: i64 = buckets.iter().map(|b| b.delivery_time_sum_ms).sum();
     let count: i64 = buckets.iter().map(|b| b.delivery_time_count).sum();
@@ -21,7 +38,7 @@ async fn delivery_time_is_recorded_once_both_ends_are_known_and_follows_correcti
     let app = TestApp::spawn().await;
     let store = app.reopen_store().await;
     let t0 = now_ms();
-    let (id, attempt) = in_flight(&store, "+14155550180", "w").await;
+    let (id, attempt) = in_flight(&store, RECIPIENT, "w").await;
     let sid = MessageSid::parse("SM00000000000000000000000000000180").unwrap();
     let report = |source, at| StatusReport {
         id: Some(id),
@@ -72,6 +89,7 @@ async fn undelivered_then_failed_counts_once_as_failed_with_the_last_code() {
             .await
             .unwrap();
     }
+    same_for_recipient(&store, now_ms(), "+14155550181").await;
     let report = app.metrics("").await.totals;
     assert_eq!((report.total, report.failed, report.undelivered), (1, 1, 0), "one message, one outcome");
     assert_eq!(report.error_breakdown.into_iter().collect::<Vec<_>>(), [("30008".to_owned(), 1)]);

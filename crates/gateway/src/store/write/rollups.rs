@@ -1,8 +1,9 @@
 //! A batch's metrics deltas, summed in memory so that each rollup row is written once per batch.
 //!
 //! Rows: hour and day buckets (of the message's creation time) for all phones — one shard row
-//! per writer, so that instances do not queue on one hot row; a query sums the shards — and for
-//! the recipient; the recipient's performance row; and a recent-errors entry per new failure.
+//! per writer, so that writers and instances do not queue on one hot row; a query sums the
+//! shards —; the recipient's performance row; and a recent-errors entry per new failure. (A
+//! recipient's buckets are computed from its messages when asked: see `store::metrics`.)
 //! Keys are kept sorted, so every writer locks rollup rows in the same order.
 
 use std::collections::BTreeMap;
@@ -19,7 +20,7 @@ pub const ALL_PHONES_SHARDS: u32 = 16;
 pub(crate) struct RollupKey {
     pub granularity: Granularity,
     pub bucket_start: UnixMillis,
-    /// `*N` for shard N of all phones, or the recipient's E.164 number.
+    /// `*N`: shard N of all phones.
     pub phone: String,
 }
 
@@ -92,16 +93,14 @@ impl RollupBook {
         let to = m.to.as_e164();
         for granularity in Granularity::ALL {
             let bucket_start = granularity.bucket_start(m.created_at);
-            for phone in [shard, to] {
-                let key = RollupKey { granularity, bucket_start, phone: phone.to_owned() };
-                for &(le, change) in &d.histogram {
-                    *self.histogram.entry((key.clone(), le)).or_default() += change;
-                }
-                for &(code, change) in &d.errors {
-                    *self.errors.entry((key.clone(), code)).or_default() += change;
-                }
-                self.counters.entry(key).or_default().add(d);
+            let key = RollupKey { granularity, bucket_start, phone: shard.to_owned() };
+            for &(le, change) in &d.histogram {
+                *self.histogram.entry((key.clone(), le)).or_default() += change;
             }
+            for &(code, change) in &d.errors {
+                *self.errors.entry((key.clone(), code)).or_default() += change;
+            }
+            self.counters.entry(key).or_default().add(d);
         }
         let phone = self.phones.entry(to.to_owned()).or_default();
         phone.total += d.total;
