@@ -149,6 +149,8 @@ impl Store {
             Pool::Postgres(pool) => migrator.run(pool).await?,
             Pool::Sqlite(pool) => migrator.run(pool).await?,
         }
+        // The schema is in place: the writers can prepare their statements.
+        self.inner.writer.warm().await;
         Ok(())
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection as _, PgConnection};
+use sqlx::{Connection as _, Executor as _, PgConnection};
 
 use super::batch::IDEMPOTENCY_KEY_LIFETIME_MS;
 use super::batch::{Keys, Loaded};
@@ -42,6 +42,9 @@ impl PgExecutor {
                 .await
                 .map_err(|_| StoreError::Unavailable("no connection to the database in time".into()))??;
             sqlx::raw_sql(sqlx::AssertSqlSafe(session_settings(self.connect_timeout))).execute(&mut conn).await?;
+            for statement in sql::PG_STATEMENTS {
+                conn.prepare(sqlx::SqlSafeStr::into_sql_str(*statement)).await?;
+            }
             self.conn = Some(conn);
         }
         Ok(self.conn.as_mut().expect("just opened"))
@@ -74,6 +77,10 @@ fn session_settings(lock_timeout: Duration) -> String {
 }
 
 impl Executor for PgExecutor {
+    async fn warm(&mut self) -> Result<(), StoreError> {
+        self.connection().await.map(drop)
+    }
+
     async fn run(&mut self, commands: Arc<Vec<Command>>) -> Result<Vec<Result<Reply, StoreError>>, StoreError> {
         let result = self.batch(&commands).await;
         if result.is_err()
@@ -92,57 +99,42 @@ fn texts<T: ToString>(items: impl IntoIterator<Item = T>) -> Vec<String> {
 }
 
 async fn load(conn: &mut PgConnection, keys: Keys) -> Result<Loaded, StoreError> {
-    let now: i64 = sqlx::query_scalar("SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT").fetch_one(&mut *conn).await?;
+    let now: i64 = sqlx::query_scalar(sql::PG_NOW).fetch_one(&mut *conn).await?;
     let mut loaded = Loaded { now, ..Loaded::default() };
     if !keys.idempotency.is_empty() {
         let keys_in_use: Vec<String> = keys.idempotency.iter().cloned().collect();
-        sqlx::query("UPDATE messages SET idempotency_key = NULL WHERE idempotency_key = ANY($1) AND created_at < $2")
+        sqlx::query(sql::PG_FREE_KEYS).bind(&keys_in_use).bind(now - IDEMPOTENCY_KEY_LIFETIME_MS).execute(&mut *conn).await?;
+        let rows: Vec<(String, MessageRecord)> = sqlx::query_as::<_, KeyedMessage>(sql::PG_LOAD_BY_KEY)
             .bind(&keys_in_use)
-            .bind(now - IDEMPOTENCY_KEY_LIFETIME_MS)
-            .execute(&mut *conn)
-            .await?;
-        let rows: Vec<(String, MessageRecord)> = sqlx::query_as::<_, KeyedMessage>(
-            "SELECT idempotency_key AS key, messages.* FROM messages WHERE idempotency_key = ANY($1) FOR UPDATE",
-        )
-        .bind(&keys_in_use)
-        .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .map(|k| (k.key, k.message))
-        .collect();
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .map(|k| (k.key, k.message))
+            .collect();
         for (key, message) in rows {
             loaded.by_key.insert(key, message.id);
             loaded.messages.insert(message.id, message);
         }
     }
     if keys.pick > 0 {
-        let picked: Vec<MessageRecord> = sqlx::query_as(
-            "SELECT * FROM messages WHERE status IN ('pending', 'retrying') AND next_attempt_at <= $1 \
-             AND (lease_until IS NULL OR lease_until < $1) ORDER BY priority, next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-        )
-        .bind(now)
-        .bind(i64::try_from(keys.pick).unwrap_or(i64::MAX))
-        .fetch_all(&mut *conn)
-        .await?;
+        let picked: Vec<MessageRecord> =
+            sqlx::query_as(sql::PG_PICK).bind(now).bind(i64::try_from(keys.pick).unwrap_or(i64::MAX)).fetch_all(&mut *conn).await?;
         for message in picked {
             loaded.picked.push(message.id);
             loaded.messages.insert(message.id, message);
         }
     }
     if !keys.ids.is_empty() || !keys.sids.is_empty() {
-        let rows: Vec<MessageRecord> =
-            sqlx::query_as("SELECT * FROM messages WHERE id = ANY($1) OR message_sid = ANY($2) ORDER BY id FOR UPDATE")
-                .bind(texts(&keys.ids))
-                .bind(texts(keys.sids.iter().map(|s| s.as_str())))
-                .fetch_all(&mut *conn)
-                .await?;
+        let rows: Vec<MessageRecord> = sqlx::query_as(sql::PG_LOAD_MESSAGES)
+            .bind(texts(&keys.ids))
+            .bind(texts(keys.sids.iter().map(|s| s.as_str())))
+            .fetch_all(&mut *conn)
+            .await?;
         loaded.messages.extend(rows.into_iter().map(|m| (m.id, m)));
     }
     if !keys.unmatched.is_empty() {
-        let rows: Vec<UnmatchedCallback> = sqlx::query_as("SELECT * FROM unmatched_callbacks WHERE message_sid = ANY($1) ORDER BY id")
-            .bind(texts(keys.unmatched.iter().map(|s| s.as_str())))
-            .fetch_all(&mut *conn)
-            .await?;
+        let rows: Vec<UnmatchedCallback> =
+            sqlx::query_as(sql::PG_LOAD_UNMATCHED).bind(texts(keys.unmatched.iter().map(|s| s.as_str()))).fetch_all(&mut *conn).await?;
         for row in rows {
             loaded.unmatched.entry(row.message_sid.clone()).or_default().push(row);
         }
@@ -151,19 +143,12 @@ async fn load(conn: &mut PgConnection, keys: Keys) -> Result<Loaded, StoreError>
     let mut phones: BTreeSet<PhoneNumber> = keys.phones;
     phones.extend(claimable.iter().filter_map(|id| loaded.messages.get(id)).map(|m| m.to.clone()));
     if !phones.is_empty() {
-        let rows: Vec<Contact> = sqlx::query_as("SELECT * FROM contacts WHERE phone = ANY($1)")
-            .bind(texts(phones.iter().map(|p| p.as_e164())))
-            .fetch_all(&mut *conn)
-            .await?;
+        let rows: Vec<Contact> =
+            sqlx::query_as(sql::PG_LOAD_CONTACTS).bind(texts(phones.iter().map(|p| p.as_e164()))).fetch_all(&mut *conn).await?;
         loaded.contacts.extend(rows.into_iter().map(|c| (c.phone.clone(), c)));
     }
     if !claimable.is_empty() {
-        let rows: Vec<AttemptRecord> = sqlx::query_as(
-            "SELECT * FROM send_attempts WHERE message_id = ANY($1) AND outcome IN ('in_flight', 'unknown') ORDER BY attempt",
-        )
-        .bind(texts(&claimable))
-        .fetch_all(&mut *conn)
-        .await?;
+        let rows: Vec<AttemptRecord> = sqlx::query_as(sql::PG_LOAD_UNRESOLVED).bind(texts(&claimable)).fetch_all(&mut *conn).await?;
         loaded.unresolved.extend(rows.into_iter().map(|a| (a.message_id, a)));
     }
     Ok(loaded)

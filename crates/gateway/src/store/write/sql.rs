@@ -85,3 +85,43 @@ pub(super) const PG_UPSERT_PHONES: &str = "INSERT INTO phone_performance (phone,
 
 pub(super) const PG_INSERT_PHONE_ERRORS: &str = "INSERT INTO phone_errors (phone, message_id, error_code, error_message, occurred_at) \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[])";
+
+// Loading a batch's rows (locked for the transaction).
+
+pub(super) const PG_NOW: &str = "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
+pub(super) const PG_FREE_KEYS: &str = "UPDATE messages SET idempotency_key = NULL WHERE idempotency_key = ANY($1) AND created_at < $2";
+pub(super) const PG_LOAD_BY_KEY: &str =
+    "SELECT idempotency_key AS key, messages.* FROM messages WHERE idempotency_key = ANY($1) FOR UPDATE";
+pub(super) const PG_PICK: &str = "SELECT * FROM messages WHERE status IN ('pending', 'retrying') AND next_attempt_at <= $1 \
+     AND (lease_until IS NULL OR lease_until < $1) ORDER BY priority, next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED";
+pub(super) const PG_LOAD_MESSAGES: &str = "SELECT * FROM messages WHERE id = ANY($1) OR message_sid = ANY($2) ORDER BY id FOR UPDATE";
+pub(super) const PG_LOAD_UNMATCHED: &str = "SELECT * FROM unmatched_callbacks WHERE message_sid = ANY($1) ORDER BY id";
+pub(super) const PG_LOAD_CONTACTS: &str = "SELECT * FROM contacts WHERE phone = ANY($1)";
+pub(super) const PG_LOAD_UNRESOLVED: &str =
+    "SELECT * FROM send_attempts WHERE message_id = ANY($1) AND outcome IN ('in_flight', 'unknown') ORDER BY attempt";
+
+/// Every statement a writer runs, prepared when its connection opens: the first batches after a
+/// start then pay no parsing, catalog loading or planning.
+pub(super) const PG_STATEMENTS: &[&str] = &[
+    PG_NOW,
+    PG_FREE_KEYS,
+    PG_LOAD_BY_KEY,
+    PG_PICK,
+    PG_LOAD_MESSAGES,
+    PG_LOAD_UNMATCHED,
+    PG_LOAD_CONTACTS,
+    PG_LOAD_UNRESOLVED,
+    PG_INSERT_MESSAGES,
+    PG_UPDATE_MESSAGES,
+    PG_INSERT_LOG,
+    PG_INSERT_ATTEMPTS,
+    PG_FINISH_ATTEMPTS,
+    PG_INSERT_UNMATCHED,
+    PG_INSERT_CONTACTS,
+    PG_MERGE_CONTACTS,
+    PG_UPSERT_METRICS,
+    PG_UPSERT_HISTOGRAM,
+    PG_UPSERT_ERRORS,
+    PG_UPSERT_PHONES,
+    PG_INSERT_PHONE_ERRORS,
+];

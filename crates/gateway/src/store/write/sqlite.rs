@@ -42,6 +42,13 @@ fn open(path: &PathBuf) -> Result<Connection, StoreError> {
 }
 
 impl Executor for SqliteExecutor {
+    async fn warm(&mut self) -> Result<(), StoreError> {
+        if self.conn.is_none() {
+            self.conn = Some(open(&self.path)?);
+        }
+        Ok(())
+    }
+
     async fn run(&mut self, commands: Arc<Vec<Command>>) -> Result<Vec<Result<Reply, StoreError>>, StoreError> {
         let conn = match self.conn.take() {
             Some(conn) => conn,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::command::{Command, Reply};
 use crate::store::error::StoreError;
@@ -26,6 +26,13 @@ use crate::telemetry::metrics;
 pub(crate) trait Executor: Send + 'static {
     /// Runs `commands` and commits; one reply per command, or an error if nothing was committed.
     fn run(&mut self, commands: Arc<Vec<Command>>) -> impl Future<Output = Result<Vec<Result<Reply, StoreError>>, StoreError>> + Send;
+
+    /// Gets ready before the first batch (opens its connection, prepares its statements), so that
+    /// the first callers after a start do not wait for that. A failure here is not fatal: the
+    /// first batch tries again.
+    fn warm(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
 }
 
 const PENDING: u8 = 0;
@@ -45,6 +52,10 @@ pub(crate) struct Writer {
     tx: mpsc::Sender<Envelope>,
     wait: Duration,
     stats: Arc<WriterStats>,
+    /// Asks every loop to warm up; each answers on `warmed`.
+    warm: Arc<watch::Sender<()>>,
+    warmed: Arc<tokio::sync::Mutex<mpsc::Receiver<()>>>,
+    loops: usize,
 }
 
 /// What the writer has done (for tests and inspection).
@@ -69,14 +80,32 @@ impl Writer {
         let (tx, rx) = mpsc::channel(QUEUE);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let stats = Arc::new(WriterStats::default());
+        let (warm, _) = watch::channel(());
+        let loops = executors.len();
+        let (warmed_tx, warmed) = mpsc::channel(loops.max(1));
         for (n, executor) in executors.into_iter().enumerate() {
             let (rx, stats, fault) = (rx.clone(), stats.clone(), fault.clone());
+            let warm = Warm { asked: warm.subscribe(), done: warmed_tx.clone() };
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             std::thread::Builder::new()
                 .name(format!("wg-writer-{n}"))
-                .spawn(move || runtime.block_on(run(rx, executor, max_batch.max(1), stats, fault)))?;
+                .spawn(move || runtime.block_on(run(rx, executor, max_batch.max(1), stats, fault, warm)))?;
         }
-        Ok(Self { tx, wait, stats })
+        Ok(Self { tx, wait, stats, warm: Arc::new(warm), warmed: Arc::new(tokio::sync::Mutex::new(warmed)), loops })
+    }
+
+    /// Has every loop open its connection and prepare its statements (once the schema is in
+    /// place), so that the first callers do not pay for it; returns when all are done, or after
+    /// `wait`. A loop that cannot get ready says so in the log and tries again on its first batch.
+    pub async fn warm(&self) {
+        let mut warmed = self.warmed.lock().await;
+        self.warm.send_replace(());
+        let _ = tokio::time::timeout(self.wait, async {
+            for _ in 0..self.loops {
+                warmed.recv().await;
+            }
+        })
+        .await;
     }
 
     /// Hands `command` over and waits until the batch carrying it is committed.
@@ -106,17 +135,34 @@ impl Writer {
     }
 }
 
+/// A loop's side of [`Writer::warm`].
+struct Warm {
+    asked: watch::Receiver<()>,
+    done: mpsc::Sender<()>,
+}
+
 async fn run<E: Executor>(
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Envelope>>>,
     mut executor: E,
     max_batch: usize,
     stats: Arc<WriterStats>,
     fault: Option<String>,
+    mut warm: Warm,
 ) {
     let mut envelopes = Vec::with_capacity(max_batch);
     loop {
         // One loop at a time gathers a batch; the others run theirs meanwhile.
-        if rx.lock().await.recv_many(&mut envelopes, max_batch).await == 0 {
+        let received = tokio::select! {
+            received = async { rx.lock().await.recv_many(&mut envelopes, max_batch).await } => received,
+            Ok(()) = warm.asked.changed() => {
+                if let Err(e) = executor.warm().await {
+                    tracing::warn!(error = %crate::telemetry::chain(&e), "a writer could not get ready; its first batch tries again");
+                }
+                let _ = warm.done.send(()).await;
+                continue;
+            }
+        };
+        if received == 0 {
             break;
         }
         let taken = envelopes.drain(..).filter(|e| e.state.compare_exchange(PENDING, TAKEN, Ordering::AcqRel, Ordering::Acquire).is_ok());
