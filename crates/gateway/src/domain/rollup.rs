@@ -142,6 +142,29 @@ impl Delta {
     }
 }
 
+/// Sums two changes: counters added, histogram and error entries merged by key.
+impl std::ops::AddAssign<&Delta> for Delta {
+    fn add_assign(&mut self, d: &Delta) {
+        self.total += d.total;
+        self.sent += d.sent;
+        self.delivered += d.delivered;
+        self.read += d.read;
+        self.failed += d.failed;
+        self.undelivered += d.undelivered;
+        self.time_sum_ms += d.time_sum_ms;
+        self.time_count += d.time_count;
+        for (sum, changes) in [(&mut self.histogram, &d.histogram), (&mut self.errors, &d.errors)] {
+            for &(key, change) in changes {
+                match sum.iter_mut().find(|(k, _)| *k == key) {
+                    Some(entry) => entry.1 += change,
+                    None => sum.push((key, change)),
+                }
+            }
+        }
+        self.newly_failed |= d.newly_failed;
+    }
+}
+
 /// The change of counters when a message counted as `counted` with lifecycle `before` moves to
 /// `after`; returns it with what the message is counted in afterwards.
 pub fn transition(before: &Lifecycle, counted: Counted, after: &Lifecycle) -> (Delta, Counted) {
@@ -219,15 +242,6 @@ mod tests {
         l.apply(&StatusEvent { status, at, error_code: code }).next
     }
 
-    fn add(sum: &mut Vec<(i64, i64)>, changes: &[(i64, i64)]) {
-        for &(key, change) in changes {
-            match sum.iter_mut().find(|(k, _)| *k == key) {
-                Some(entry) => entry.1 += change,
-                None => sum.push((key, change)),
-            }
-        }
-    }
-
     /// Applies reports one by one, summing every delta, as the store does.
     fn run(events: &[(MessageStatus, i64, Option<i64>)]) -> (Delta, Counted) {
         let (sum, counted, _) = run_to(events);
@@ -242,17 +256,7 @@ mod tests {
         for &(status, at, code) in events {
             let after = apply(&lifecycle, status, at, code);
             let (d, next) = transition(&lifecycle, counted, &after);
-            sum.total += d.total;
-            sum.sent += d.sent;
-            sum.delivered += d.delivered;
-            sum.read += d.read;
-            sum.failed += d.failed;
-            sum.undelivered += d.undelivered;
-            sum.time_sum_ms += d.time_sum_ms;
-            sum.time_count += d.time_count;
-            add(&mut sum.histogram, &d.histogram);
-            add(&mut sum.errors, &d.errors);
-            sum.newly_failed |= d.newly_failed;
+            sum += &d;
             lifecycle = after;
             counted = next;
         }

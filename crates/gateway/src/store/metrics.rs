@@ -12,7 +12,7 @@ use super::db::{Store, on_pool};
 use super::error::StoreError;
 use super::records::{BucketCounters, BucketEntry, CountedMessage, MetricsBucket, PhoneErrorRecord, PhonePerformance};
 use super::write::rollups::ALL_PHONES_SHARDS;
-use crate::domain::rollup::standing;
+use crate::domain::rollup::{Delta, standing};
 use crate::domain::{Granularity, PhoneNumber, UnixMillis};
 
 impl Store {
@@ -43,34 +43,30 @@ impl Store {
                    last_status_at FROM messages WHERE to_addr = $1 AND created_at >= $2 AND created_at < $3 AND counted <> 0";
         let start = granularity.bucket_start(from);
         let rows: Vec<CountedMessage> = on_pool!(self, pool => sqlx::query_as(sql).bind(phone).bind(start).bind(to).fetch_all(pool).await?);
-        let mut buckets: BTreeMap<UnixMillis, MetricsBucket> = BTreeMap::new();
+        let mut buckets: BTreeMap<UnixMillis, Delta> = BTreeMap::new();
         for row in rows {
-            let bucket_start = granularity.bucket_start(row.created_at);
-            let bucket = buckets.entry(bucket_start).or_insert_with(|| MetricsBucket { bucket_start, ..MetricsBucket::default() });
-            let d = standing(&row.lifecycle, row.counted);
-            bucket.total += d.total;
-            bucket.sent += d.sent;
-            bucket.delivered += d.delivered;
-            bucket.read += d.read;
-            bucket.failed += d.failed;
-            bucket.undelivered += d.undelivered;
-            bucket.delivery_time_sum_ms += d.time_sum_ms;
-            bucket.delivery_time_count += d.time_count;
-            for (list, entries) in [(&mut bucket.histogram, &d.histogram), (&mut bucket.errors, &d.errors)] {
-                for &(key, count) in entries {
-                    match list.iter_mut().find(|(k, _)| *k == key) {
-                        Some(entry) => entry.1 += count,
-                        None => list.push((key, count)),
-                    }
+            *buckets.entry(granularity.bucket_start(row.created_at)).or_default() += &standing(&row.lifecycle, row.counted);
+        }
+        Ok(buckets
+            .into_iter()
+            .map(|(bucket_start, mut d)| {
+                d.histogram.sort_unstable();
+                d.errors.sort_unstable();
+                MetricsBucket {
+                    bucket_start,
+                    total: d.total,
+                    sent: d.sent,
+                    delivered: d.delivered,
+                    read: d.read,
+                    failed: d.failed,
+                    undelivered: d.undelivered,
+                    delivery_time_sum_ms: d.time_sum_ms,
+                    delivery_time_count: d.time_count,
+                    histogram: d.histogram,
+                    errors: d.errors,
                 }
-            }
-        }
-        let mut buckets: Vec<MetricsBucket> = buckets.into_values().collect();
-        for bucket in &mut buckets {
-            bucket.histogram.sort_unstable();
-            bucket.errors.sort_unstable();
-        }
-        Ok(buckets)
+            })
+            .collect())
     }
 
     async fn rollup_buckets(&self, granularity: Granularity, from: UnixMillis, to: UnixMillis) -> Result<Vec<MetricsBucket>, StoreError> {
