@@ -97,6 +97,7 @@ impl Application {
         };
         let store = Store::connect(config.database_url.expose_secret(), &store_options).await.context("cannot connect to DATABASE_URL")?;
         store.migrate().await.context("cannot migrate the database")?;
+        store.warm().await;
         let listener = TcpListener::bind(config.bind_addr).await.with_context(|| format!("cannot bind BIND_ADDR {}", config.bind_addr))?;
         let local_addr = listener.local_addr()?;
         let tls = match &config.tls {

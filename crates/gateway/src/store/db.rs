@@ -149,9 +149,14 @@ impl Store {
             Pool::Postgres(pool) => migrator.run(pool).await?,
             Pool::Sqlite(pool) => migrator.run(pool).await?,
         }
-        // The schema is in place: the writers can prepare their statements.
-        self.inner.writer.warm().await;
         Ok(())
+    }
+
+    /// Has the writers open their connections and prepare their statements (the schema must be
+    /// in place), so that the first requests after a start do not wait for that. Bounded by the
+    /// acquire timeout; a writer that cannot get ready tries again on its first batch.
+    pub async fn warm(&self) {
+        self.inner.writer.warm().await;
     }
 
     /// The backend in use.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
 use super::command::{Command, Reply};
 use crate::store::error::StoreError;
@@ -52,10 +52,8 @@ pub(crate) struct Writer {
     tx: mpsc::Sender<Envelope>,
     wait: Duration,
     stats: Arc<WriterStats>,
-    /// Asks every loop to warm up; each answers on `warmed`.
-    warm: Arc<watch::Sender<()>>,
-    warmed: Arc<tokio::sync::Mutex<mpsc::Receiver<()>>>,
-    loops: usize,
+    /// One per loop: a request to warm up, answered when done (see [`Writer::warm`]).
+    warm: Arc<[mpsc::Sender<oneshot::Sender<()>>]>,
 }
 
 /// What the writer has done (for tests and inspection).
@@ -80,29 +78,33 @@ impl Writer {
         let (tx, rx) = mpsc::channel(QUEUE);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let stats = Arc::new(WriterStats::default());
-        let (warm, _) = watch::channel(());
-        let loops = executors.len();
-        let (warmed_tx, warmed) = mpsc::channel(loops.max(1));
+        let mut warm_requests = Vec::with_capacity(executors.len());
         for (n, executor) in executors.into_iter().enumerate() {
             let (rx, stats, fault) = (rx.clone(), stats.clone(), fault.clone());
-            let warm = Warm { asked: warm.subscribe(), done: warmed_tx.clone() };
+            let (warm_tx, warm) = mpsc::channel(1);
+            warm_requests.push(warm_tx);
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             std::thread::Builder::new()
                 .name(format!("wg-writer-{n}"))
                 .spawn(move || runtime.block_on(run(rx, executor, max_batch.max(1), stats, fault, warm)))?;
         }
-        Ok(Self { tx, wait, stats, warm: Arc::new(warm), warmed: Arc::new(tokio::sync::Mutex::new(warmed)), loops })
+        Ok(Self { tx, wait, stats, warm: warm_requests.into() })
     }
 
     /// Has every loop open its connection and prepare its statements (once the schema is in
     /// place), so that the first callers do not pay for it; returns when all are done, or after
     /// `wait`. A loop that cannot get ready says so in the log and tries again on its first batch.
     pub async fn warm(&self) {
-        let mut warmed = self.warmed.lock().await;
-        self.warm.send_replace(());
         let _ = tokio::time::timeout(self.wait, async {
-            for _ in 0..self.loops {
-                warmed.recv().await;
+            let mut answers = Vec::with_capacity(self.warm.len());
+            for request in self.warm.iter() {
+                let (done, answer) = oneshot::channel();
+                if request.send(done).await.is_ok() {
+                    answers.push(answer);
+                }
+            }
+            for answer in answers {
+                let _ = answer.await;
             }
         })
         .await;
@@ -135,30 +137,24 @@ impl Writer {
     }
 }
 
-/// A loop's side of [`Writer::warm`].
-struct Warm {
-    asked: watch::Receiver<()>,
-    done: mpsc::Sender<()>,
-}
-
 async fn run<E: Executor>(
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Envelope>>>,
     mut executor: E,
     max_batch: usize,
     stats: Arc<WriterStats>,
     fault: Option<String>,
-    mut warm: Warm,
+    mut warm: mpsc::Receiver<oneshot::Sender<()>>,
 ) {
     let mut envelopes = Vec::with_capacity(max_batch);
     loop {
         // One loop at a time gathers a batch; the others run theirs meanwhile.
         let received = tokio::select! {
             received = async { rx.lock().await.recv_many(&mut envelopes, max_batch).await } => received,
-            Ok(()) = warm.asked.changed() => {
+            Some(done) = warm.recv() => {
                 if let Err(e) = executor.warm().await {
                     tracing::warn!(error = %crate::telemetry::chain(&e), "a writer could not get ready; its first batch tries again");
                 }
-                let _ = warm.done.send(()).await;
+                let _ = done.send(());
                 continue;
             }
         };
@@ -250,6 +246,33 @@ mod tests {
             }
             Ok(commands.iter().map(|_| Ok(Reply::Applied(ApplyOutcome::Unmatched))).collect())
         }
+    }
+
+    /// An executor that counts its warm-ups, and answers every command.
+    struct Counting {
+        warmed: Arc<AtomicU64>,
+    }
+
+    impl Executor for Counting {
+        async fn run(&mut self, commands: Arc<Vec<Command>>) -> Result<Vec<Result<Reply, StoreError>>, StoreError> {
+            Ok(commands.iter().map(|_| Ok(Reply::Applied(ApplyOutcome::Unmatched))).collect())
+        }
+
+        async fn warm(&mut self) -> Result<(), StoreError> {
+            self.warmed.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn warm_returns_once_every_loop_is_warm_and_the_loops_still_take_commands() {
+        let warmed = Arc::new(AtomicU64::new(0));
+        let executors = (0..3).map(|_| Counting { warmed: warmed.clone() }).collect();
+        let writer = Writer::spawn(executors, 8, Duration::from_secs(5), None).unwrap();
+        assert_eq!(warmed.load(Ordering::SeqCst), 0, "no warm-up before it is asked for");
+        writer.warm().await;
+        assert_eq!(warmed.load(Ordering::SeqCst), 3);
+        assert!(matches!(writer.submit(report(1)).await, Ok(Reply::Applied(ApplyOutcome::Unmatched))));
     }
 
     fn report(n: u32) -> Command {
