@@ -125,3 +125,18 @@ pub(super) const PG_STATEMENTS: &[&str] = &[
     PG_UPSERT_PHONES,
     PG_INSERT_PHONE_ERRORS,
 ];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_statement_is_prepared_when_a_writer_connects() {
+        let declared: Vec<&str> = include_str!("sql.rs")
+            .lines()
+            .filter_map(|line| line.strip_prefix("pub(super) const ")?.split(':').next())
+            .filter(|name| *name != "PG_STATEMENTS")
+            .collect();
+        assert_eq!(declared.len(), super::PG_STATEMENTS.len(), "{declared:?}");
+        let distinct: std::collections::BTreeSet<&str> = super::PG_STATEMENTS.iter().copied().collect();
+        assert_eq!(distinct.len(), super::PG_STATEMENTS.len(), "a statement is listed twice");
+    }
+}
