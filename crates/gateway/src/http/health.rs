@@ -9,7 +9,7 @@ use axum::{Json, Router};
 
 use super::dto::ops::{DependencyState, Liveness, Readiness};
 use super::paths;
-use crate::service::GatewayError;
+use crate::service::{GatewayError, PROBE_TIMEOUT};
 use crate::state::AppState;
 use crate::telemetry::metrics::prometheus_handle;
 
@@ -54,17 +54,25 @@ async fn healthz() -> Json<Liveness> {
     ),
 )]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let health = state.gateway.health().await;
+    let (health, shared) = tokio::join!(state.gateway.health(), tokio::time::timeout(PROBE_TIMEOUT, state.shared.ping()));
     let database = state_of(health.database, "the database");
     let queue = state_of(health.queue, "the queue");
-    let shared_state = match state.shared.ping().await {
-        Ok(()) => DependencyState::Ok,
-        Err(e) => {
+    let shared_state = match shared {
+        Ok(Ok(())) => DependencyState::Ok,
+        Ok(Err(e)) => {
             tracing::warn!(error = %crate::telemetry::chain(&e), "readiness: the shared state is not answering");
             DependencyState::Unreachable
         }
+        Err(_) => {
+            tracing::warn!(timeout = ?PROBE_TIMEOUT, "readiness: the shared state did not answer in time");
+            DependencyState::Unreachable
+        }
     };
-    let queue_depth = if database == DependencyState::Ok { state.gateway.backlog().await.ok().map(|b| b.sendable) } else { None };
+    let queue_depth = if database == DependencyState::Ok {
+        tokio::time::timeout(PROBE_TIMEOUT, state.gateway.backlog()).await.ok().and_then(Result::ok).map(|b| b.sendable)
+    } else {
+        None
+    };
     let accepting = state.ready.load(Ordering::Relaxed);
     let ok = [database, queue, shared_state].iter().all(|s| *s == DependencyState::Ok) && accepting;
     let body = Readiness { status: if ok { "ready" } else { "not_ready" }.into(), database, queue, shared_state, queue_depth, accepting };

@@ -56,6 +56,10 @@ pub struct DeliveryStatus {
     pub attempts: Vec<AttemptRecord>,
 }
 
+/// How long a readiness probe waits for a dependency to answer (Kubernetes' default probe
+/// timeout is 1 s: an answer later than that is no answer).
+pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(800);
+
 /// Whether each dependency answers.
 #[derive(Debug)]
 pub struct Health {
@@ -195,13 +199,26 @@ impl Gateway {
         Ok(self.inner.store.backlog(now_ms()).await?)
     }
 
-    /// Whether the database and the queue answer.
+    /// Whether the database and the queue answer, each within [`PROBE_TIMEOUT`] (asked at once):
+    /// a dependency that hangs (a database restarting, a pool waiting to connect) is unreachable
+    /// now, not ready once it comes back.
     pub async fn health(&self) -> Health {
-        let database = self.inner.store.ping().await.map_err(GatewayError::from);
-        let queue = self.inner.queue.ping().await.map_err(|e| match GatewayError::from(e) {
-            GatewayError::Unavailable { source, .. } => GatewayError::Unavailable { dependency: Dependency::Queue, source },
-            other => other,
-        });
+        let database = async {
+            match tokio::time::timeout(PROBE_TIMEOUT, self.inner.store.ping()).await {
+                Ok(answer) => answer.map_err(GatewayError::from),
+                Err(elapsed) => Err(GatewayError::Unavailable { dependency: Dependency::Database, source: Box::new(elapsed) }),
+            }
+        };
+        let queue = async {
+            match tokio::time::timeout(PROBE_TIMEOUT, self.inner.queue.ping()).await {
+                Ok(answer) => answer.map_err(|e| match GatewayError::from(e) {
+                    GatewayError::Unavailable { source, .. } => GatewayError::Unavailable { dependency: Dependency::Queue, source },
+                    other => other,
+                }),
+                Err(elapsed) => Err(GatewayError::Unavailable { dependency: Dependency::Queue, source: Box::new(elapsed) }),
+            }
+        };
+        let (database, queue) = tokio::join!(database, queue);
         Health { database, queue }
     }
 
