@@ -1,0 +1,136 @@
+//! `load`: concurrent sends, then the wait until every accepted message is read.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use crate::{LoadArgs, Tally, base, http_client, per_second, percentile_ms, rfc3339, round3};
+
+/// Sends `--messages` messages from `--clients` tasks, then waits until every accepted one is read.
+pub(crate) async fn load(args: LoadArgs) -> anyhow::Result<Value> {
+    ensure!(args.messages > 0 && args.clients > 0, "--messages and --clients must be at least 1");
+    let limit = Duration::from_secs(args.timeout_s);
+    let client = http_client(args.clients)?;
+    let base = base(&args.url);
+    let send_url: Arc<str> = format!("{base}/api/v1/whatsapp/send").into();
+    let auth = HeaderValue::from_str(&format!("Bearer {}", args.token)).context("--token is not a valid header value")?;
+    let json_type = HeaderValue::from_static("application/json");
+    let bodies: &'static [String] =
+        Vec::leak((0..args.messages).map(|i| format!(r#"{{"to":"+1415555{:04}","body":"bench {i}"}}"#, i % 10_000)).collect());
+    let next = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let max_failures = args.messages / 100;
+    let from = rfc3339(OffsetDateTime::now_utc() - time::Duration::days(2))?;
+    eprintln!("wg-bench load: {} messages, {} clients → {base}", args.messages, args.clients);
+
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..args.clients.min(args.messages) {
+        let (client, send_url, auth, json_type) = (client.clone(), send_url.clone(), auth.clone(), json_type.clone());
+        let (next, failures) = (next.clone(), failures.clone());
+        tasks.spawn(async move {
+            let mut tally = Tally::default();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= bodies.len() || failures.load(Ordering::Relaxed) > max_failures {
+                    break;
+                }
+                let t0 = Instant::now();
+                let answer = client
+                    .post(&*send_url)
+                    .header(AUTHORIZATION, auth.clone())
+                    .header(CONTENT_TYPE, json_type.clone())
+                    .body(bodies[i].as_bytes())
+                    .send()
+                    .await;
+                if !tally.record(started, t0, 202, answer).await {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            tally
+        });
+    }
+    let mut tally = Tally::default();
+    let joined = tokio::time::timeout(limit, async {
+        while let Some(done) = tasks.join_next().await {
+            tally.merge(done.context("a client task panicked")?);
+        }
+        anyhow::Ok(())
+    })
+    .await;
+    match joined {
+        Ok(result) => result?,
+        Err(_) => bail!("sending did not finish within {} s", args.timeout_s),
+    }
+    let accepted = tally.latencies_us.len();
+    let refused = tally.refusals();
+    if refused as usize > max_failures {
+        bail!(
+            "{refused} of {} sends failed (more than 1%): {:?}; first: {}",
+            args.messages,
+            tally.refused,
+            tally.first_error.as_deref().unwrap_or("?")
+        );
+    }
+    eprintln!("wg-bench load: {accepted} accepted in {:.2?}, waiting until they are read", tally.last_ok);
+
+    // Poll the delivery metrics until every accepted message is read.
+    let to = rfc3339(OffsetDateTime::now_utc() + time::Duration::days(1))?;
+    let metrics_url = format!("{base}/api/v1/whatsapp/delivery-metrics?granularity=day&from={from}&to={to}");
+    let deadline = started + limit;
+    let mut polls = 0u64;
+    let read = loop {
+        polls += 1;
+        let answer = client.get(&metrics_url).header(AUTHORIZATION, auth.clone()).send().await;
+        let read = match answer {
+            Ok(response) if response.status() == 200 => {
+                let report: Value = response.json().await.context("the delivery metrics are not JSON")?;
+                report["totals"]["read"].as_u64().context("the delivery metrics have no totals.read")?
+            }
+            Ok(response) => bail!("GET delivery-metrics answered {}", response.status()),
+            Err(e) => bail!("GET delivery-metrics failed: {e:#}"),
+        };
+        if read >= accepted as u64 {
+            break read;
+        }
+        if Instant::now() >= deadline {
+            bail!("only {read} of {accepted} accepted messages were read within {} s", args.timeout_s);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let end_to_end = started.elapsed();
+    tally.latencies_us.sort_unstable();
+    let lat = &tally.latencies_us;
+    let report = json!({
+        "ok": true,
+        "command": "load",
+        "messages": args.messages,
+        "clients": args.clients,
+        "accepted": accepted,
+        "refused": tally.refused,
+        "first_refusal": tally.first_error,
+        "read": read,
+        "accepted_per_s": per_second(accepted, tally.last_ok),
+        "accept_p50_ms": percentile_ms(lat, 0.50),
+        "accept_p99_ms": percentile_ms(lat, 0.99),
+        "accept_max_ms": lat.last().map_or(0.0, |m| round3(f64::from(*m) / 1000.0)),
+        "accept_seconds": round3(tally.last_ok.as_secs_f64()),
+        "end_to_end_per_s": per_second(accepted, end_to_end),
+        "seconds": round3(end_to_end.as_secs_f64()),
+        "metrics_polls": polls,
+    });
+    eprintln!(
+        "wg-bench load: accepted {} msg/s (p50 {} ms, p99 {} ms); end to end {} msg/s in {:.2} s",
+        report["accepted_per_s"],
+        report["accept_p50_ms"],
+        report["accept_p99_ms"],
+        report["end_to_end_per_s"],
+        end_to_end.as_secs_f64()
+    );
+    Ok(report)
+}
