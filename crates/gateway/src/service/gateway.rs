@@ -203,27 +203,25 @@ impl Gateway {
     /// a dependency that hangs (a database restarting, a pool waiting to connect) is unreachable
     /// now, not ready once it comes back.
     pub async fn health(&self) -> Health {
-        let database = async {
-            match tokio::time::timeout(PROBE_TIMEOUT, self.inner.store.ping()).await {
-                Ok(answer) => answer.map_err(GatewayError::from),
-                Err(elapsed) => Err(GatewayError::Unavailable { dependency: Dependency::Database, source: Box::new(elapsed) }),
-            }
-        };
-        let queue = async {
-            match tokio::time::timeout(PROBE_TIMEOUT, self.inner.queue.ping()).await {
-                Ok(answer) => answer.map_err(|e| match GatewayError::from(e) {
-                    GatewayError::Unavailable { source, .. } => GatewayError::Unavailable { dependency: Dependency::Queue, source },
-                    other => other,
-                }),
-                Err(elapsed) => Err(GatewayError::Unavailable { dependency: Dependency::Queue, source: Box::new(elapsed) }),
-            }
-        };
-        let (database, queue) = tokio::join!(database, queue);
+        let (database, queue) =
+            tokio::join!(probe(Dependency::Database, self.inner.store.ping()), probe(Dependency::Queue, self.inner.queue.ping()));
         Health { database, queue }
     }
 
     /// Closes the store once everything in hand is written.
     pub async fn close(&self) {
         self.inner.store.close().await;
+    }
+}
+
+/// Awaits `check` for at most [`PROBE_TIMEOUT`]: no answer in time, or an unreachable answer, is
+/// `dependency` unavailable.
+async fn probe<E: Into<GatewayError>>(dependency: Dependency, check: impl Future<Output = Result<(), E>>) -> Result<(), GatewayError> {
+    match tokio::time::timeout(PROBE_TIMEOUT, check).await {
+        Ok(answer) => answer.map_err(|e| match e.into() {
+            GatewayError::Unavailable { source, .. } => GatewayError::Unavailable { dependency, source },
+            other => other,
+        }),
+        Err(elapsed) => Err(GatewayError::Unavailable { dependency, source: Box::new(elapsed) }),
     }
 }

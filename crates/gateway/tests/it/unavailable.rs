@@ -133,3 +133,46 @@ async fn with_the_pool_full_requests_answer_503_instead_of_waiting() {
     assert_eq!(later.status, MessageStatus::Pending);
     app.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_answers_within_its_probe_timeout_while_the_pool_waits_far_longer() {
+    let pg = PrivatePostgres::start();
+    let url = pg.create_database("wg").await;
+    let acquire = Duration::from_secs(10);
+    let app = TestApp::spawn_with(TestOptions {
+        vars: vec![
+            ("DATABASE_URL", url.clone()),
+            ("DATABASE_MAX_CONNECTIONS", "2".into()),
+            ("DATABASE_ACQUIRE_TIMEOUT_MS", acquire.as_millis().to_string()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(app.http.get(app.url("/readyz")).send().await.unwrap().status(), 200);
+
+    // Requests stuck on a locked table hold every connection of the pool.
+    let mut blocker = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE messages IN ACCESS EXCLUSIVE MODE").execute(&mut blocker).await.unwrap();
+    let stuck: Vec<_> = (0..2)
+        .map(|_| {
+            let (http, url, token) = (app.http.clone(), app.url("/api/v1/whatsapp/messages"), app.token.clone());
+            tokio::spawn(async move { http.get(url).bearer_auth(token).send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let started = tokio::time::Instant::now();
+    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    let waited = started.elapsed();
+    assert_eq!(ready.status(), 503);
+    let ready: Readiness = ready.json().await.unwrap();
+    assert_eq!((ready.database, ready.status.as_str()), (DependencyState::Unreachable, "not_ready"));
+    assert!(waited < acquire / 2, "/readyz waited {waited:?}, as long as the pool would ({acquire:?})");
+
+    sqlx::raw_sql("COMMIT").execute(&mut blocker).await.unwrap();
+    for request in stuck {
+        assert_eq!(request.await.unwrap(), 200, "the held requests are answered once the table is free");
+    }
+    assert_eq!(app.http.get(app.url("/readyz")).send().await.unwrap().status(), 200);
+    app.finish().await;
+}
