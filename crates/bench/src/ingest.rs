@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, ensure};
 use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
-use crate::{IngestArgs, Tally, base, http_client, per_second, percentile_ms, round3};
+use crate::{IngestArgs, Tally, base, http_client, per_second, round3};
 
 /// `application/x-www-form-urlencoded` encoding of one name or value.
 fn form_component(out: &mut String, text: &str) {
@@ -142,21 +142,9 @@ pub(crate) async fn ingest(args: IngestArgs) -> anyhow::Result<Value> {
             tally
         });
     }
-    let mut tally = Tally::default();
-    let joined = tokio::time::timeout(limit, async {
-        while let Some(done) = tasks.join_next().await {
-            tally.merge(done.context("a callback task panicked")?);
-        }
-        anyhow::Ok(())
-    })
-    .await;
-    match joined {
-        Ok(result) => result?,
-        Err(_) => bail!("the callbacks did not finish within {} s", args.timeout_s),
-    }
+    let mut tally = Tally::gather(tasks, limit, "the callback tasks").await?;
     let elapsed = started.elapsed();
-    tally.latencies_us.sort_unstable();
-    let lat = &tally.latencies_us;
+    let latency = tally.latency_ms();
     let report = json!({
         "ok": tally.refusals() == 0,
         "command": "ingest",
@@ -166,13 +154,13 @@ pub(crate) async fn ingest(args: IngestArgs) -> anyhow::Result<Value> {
         "originals": callbacks.len(),
         "duplicates": duplicates,
         "reordered_messages": reordered,
-        "answered_200": lat.len(),
+        "answered_200": tally.latencies_us.len(),
         "refused": tally.refused,
         "first_refusal": tally.first_error,
         "callbacks_per_s": per_second(order.len(), elapsed),
-        "p50_ms": percentile_ms(lat, 0.50),
-        "p99_ms": percentile_ms(lat, 0.99),
-        "max_ms": lat.last().map_or(0.0, |m| round3(f64::from(*m) / 1000.0)),
+        "p50_ms": latency.p50,
+        "p99_ms": latency.p99,
+        "max_ms": latency.max,
         "seconds": round3(elapsed.as_secs_f64()),
     });
     eprintln!(

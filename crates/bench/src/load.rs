@@ -9,7 +9,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use crate::{LoadArgs, Tally, base, http_client, per_second, percentile_ms, rfc3339, round3};
+use crate::{LoadArgs, Tally, base, http_client, per_second, rfc3339, round3};
 
 /// Sends `--messages` messages from `--clients` tasks, then waits until every accepted one is read.
 pub(crate) async fn load(args: LoadArgs) -> anyhow::Result<Value> {
@@ -55,18 +55,7 @@ pub(crate) async fn load(args: LoadArgs) -> anyhow::Result<Value> {
             tally
         });
     }
-    let mut tally = Tally::default();
-    let joined = tokio::time::timeout(limit, async {
-        while let Some(done) = tasks.join_next().await {
-            tally.merge(done.context("a client task panicked")?);
-        }
-        anyhow::Ok(())
-    })
-    .await;
-    match joined {
-        Ok(result) => result?,
-        Err(_) => bail!("sending did not finish within {} s", args.timeout_s),
-    }
+    let mut tally = Tally::gather(tasks, limit, "the client tasks").await?;
     let accepted = tally.latencies_us.len();
     let refused = tally.refusals();
     if refused as usize > max_failures {
@@ -104,8 +93,7 @@ pub(crate) async fn load(args: LoadArgs) -> anyhow::Result<Value> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let end_to_end = started.elapsed();
-    tally.latencies_us.sort_unstable();
-    let lat = &tally.latencies_us;
+    let latency = tally.latency_ms();
     let report = json!({
         "ok": true,
         "command": "load",
@@ -116,9 +104,9 @@ pub(crate) async fn load(args: LoadArgs) -> anyhow::Result<Value> {
         "first_refusal": tally.first_error,
         "read": read,
         "accepted_per_s": per_second(accepted, tally.last_ok),
-        "accept_p50_ms": percentile_ms(lat, 0.50),
-        "accept_p99_ms": percentile_ms(lat, 0.99),
-        "accept_max_ms": lat.last().map_or(0.0, |m| round3(f64::from(*m) / 1000.0)),
+        "accept_p50_ms": latency.p50,
+        "accept_p99_ms": latency.p99,
+        "accept_max_ms": latency.max,
         "accept_seconds": round3(tally.last_ok.as_secs_f64()),
         "end_to_end_per_s": per_second(accepted, end_to_end),
         "seconds": round3(end_to_end.as_secs_f64()),

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -201,6 +201,34 @@ impl Tally {
         self.refused.values().sum()
     }
 
+    /// Merges the tallies of `tasks` as they finish; fails if one panicked or they take longer
+    /// than `limit` (`what` names them in the error).
+    async fn gather(mut tasks: tokio::task::JoinSet<Tally>, limit: Duration, what: &str) -> anyhow::Result<Tally> {
+        let mut tally = Tally::default();
+        let joined = tokio::time::timeout(limit, async {
+            while let Some(done) = tasks.join_next().await {
+                tally.merge(done.with_context(|| format!("one of {what} panicked"))?);
+            }
+            anyhow::Ok(())
+        })
+        .await;
+        match joined {
+            Ok(result) => result.map(|()| tally),
+            Err(_) => bail!("{what} did not finish within {} s", limit.as_secs()),
+        }
+    }
+
+    /// p50, p99 and max of the accepted requests' latencies, in milliseconds.
+    fn latency_ms(&mut self) -> Latency {
+        self.latencies_us.sort_unstable();
+        let lat = &self.latencies_us;
+        Latency {
+            p50: percentile_ms(lat, 0.50),
+            p99: percentile_ms(lat, 0.99),
+            max: lat.last().map_or(0.0, |m| round3(f64::from(*m) / 1000.0)),
+        }
+    }
+
     /// Records one answer (or transport error); true if it was the expected status.
     async fn record(&mut self, started: Instant, t0: Instant, expected: u16, answer: reqwest::Result<reqwest::Response>) -> bool {
         let (key, detail) = match answer {
@@ -225,6 +253,13 @@ impl Tally {
         self.first_error.get_or_insert(detail);
         false
     }
+}
+
+/// A latency summary, in milliseconds.
+struct Latency {
+    p50: f64,
+    p99: f64,
+    max: f64,
 }
 
 /// Nearest-rank percentile of sorted latencies, in milliseconds.

@@ -6,7 +6,7 @@ use anyhow::{Context as _, bail, ensure};
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde_json::{Value, json};
 
-use crate::{MetricsArgs, Tally, base, http_client, per_second, percentile_ms, round3};
+use crate::{MetricsArgs, Tally, base, http_client, per_second, round3};
 
 /// Times `--requests` sequential delivery-metrics queries.
 pub(crate) async fn metrics(args: MetricsArgs) -> anyhow::Result<Value> {
@@ -26,16 +26,15 @@ pub(crate) async fn metrics(args: MetricsArgs) -> anyhow::Result<Value> {
         }
     }
     let elapsed = started.elapsed();
-    tally.latencies_us.sort_unstable();
-    let lat = &tally.latencies_us;
+    let latency = tally.latency_ms();
     let report = json!({
         "ok": true,
         "command": "metrics",
         "requests": args.requests,
         "query": args.query,
-        "p50_ms": percentile_ms(lat, 0.50),
-        "p99_ms": percentile_ms(lat, 0.99),
-        "max_ms": lat.last().map_or(0.0, |m| round3(f64::from(*m) / 1000.0)),
+        "p50_ms": latency.p50,
+        "p99_ms": latency.p99,
+        "max_ms": latency.max,
         "requests_per_s": per_second(args.requests, elapsed),
         "seconds": round3(elapsed.as_secs_f64()),
     });
