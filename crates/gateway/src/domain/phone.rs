@@ -5,6 +5,12 @@ use std::fmt;
 /// Prefix Twilio uses for WhatsApp channel addresses.
 pub const WHATSAPP_PREFIX: &str = "whatsapp:";
 
+/// What [`PhoneNumber::parse_exact`] takes, as a regular expression (for the OpenAPI document).
+pub const E164_PATTERN: &str = "^(whatsapp:)?\\+[1-9][0-9]{6,14}$";
+
+/// What [`PhoneNumber::parse_received`] takes, as a regular expression (for the OpenAPI document).
+pub const RECEIVED_PATTERN: &str = "^(whatsapp:)?\\+[0-9]{7,15}$";
+
 /// A valid phone number in E.164 form (`+14155550100`).
 ///
 /// Parsed with the `phonenumber` crate (Google's libphonenumber metadata), so a number must not
@@ -24,6 +30,9 @@ pub enum PhoneNumberError {
     /// Longer than any E.164 number can be.
     #[error("is too long to be an E.164 number ({0} characters)")]
     TooLong(usize),
+    /// Not `+` followed by the digits of an E.164 number and nothing else.
+    #[error("must be exactly + and 7 to 15 digits, the first not 0, without spaces or separators (e.g. +14155550100): {0:?}")]
+    NotE164(String),
     /// Could not be parsed as a phone number.
     #[error("is not a phone number: {input:?} ({reason})")]
     Unparseable {
@@ -60,18 +69,39 @@ impl PhoneNumber {
         Ok(Self(parsed.format().mode(phonenumber::Mode::E164).to_string()))
     }
 
-    /// Like [`parse`](Self::parse), but also keeps a number that only fails the metadata's
-    /// validity check (a range newer than the metadata): `+` and 8 to 15 digits. For numbers
-    /// that Twilio itself hands us, which must never be dropped.
-    pub fn parse_received(input: &str) -> Result<Self, PhoneNumberError> {
-        match Self::parse(input) {
-            Err(PhoneNumberError::Invalid(raw)) | Err(PhoneNumberError::Unparseable { input: raw, .. })
-                if raw.len() >= 9 && raw.len() <= 16 && raw.starts_with('+') && raw[1..].bytes().all(|b| b.is_ascii_digit()) =>
-            {
-                Ok(Self(raw))
-            }
-            other => other,
+    /// Parses exactly `+E164` or `whatsapp:+E164` — `+`, a non-zero digit, 6 to 14 more digits,
+    /// nothing else ([`E164_PATTERN`]) — of a number valid for its country. What the API takes:
+    /// the OpenAPI document states the same pattern, so a client knows the syntax beforehand.
+    pub fn parse_exact(input: &str) -> Result<Self, PhoneNumberError> {
+        let raw = input.strip_prefix(WHATSAPP_PREFIX).unwrap_or(input);
+        if raw.is_empty() {
+            return Err(PhoneNumberError::Empty);
         }
+        if raw.chars().count() > 32 {
+            return Err(PhoneNumberError::TooLong(raw.chars().count()));
+        }
+        let Some(digits) = raw.strip_prefix('+') else {
+            return Err(PhoneNumberError::MissingPlus(raw.to_owned()));
+        };
+        let syntax = (7..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
+        if !syntax {
+            return Err(PhoneNumberError::NotE164(raw.to_owned()));
+        }
+        Self::parse(raw)
+    }
+
+    /// A number Twilio hands us (`From`, `To` of a webhook), which must never be dropped: `+` and
+    /// 7 to 15 digits ([`RECEIVED_PATTERN`]), kept even when it fails the metadata's validity
+    /// check (a range newer than the metadata).
+    pub fn parse_received(input: &str) -> Result<Self, PhoneNumberError> {
+        let raw = input.strip_prefix(WHATSAPP_PREFIX).unwrap_or(input);
+        let Some(digits) = raw.strip_prefix('+') else {
+            return Err(if raw.is_empty() { PhoneNumberError::Empty } else { PhoneNumberError::MissingPlus(raw.to_owned()) });
+        };
+        if !((7..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())) {
+            return Err(PhoneNumberError::NotE164(raw.to_owned()));
+        }
+        Ok(Self::parse(raw).unwrap_or_else(|_| Self(raw.to_owned())))
     }
 
     /// The number in E.164 form: `+14155550100`.
@@ -111,6 +141,24 @@ mod tests {
         assert_eq!(PhoneNumber::parse_received("+99912345678").unwrap().as_e164(), "+99912345678");
         assert_eq!(PhoneNumber::parse_received("whatsapp:+14155550100").unwrap().as_e164(), "+14155550100");
         assert!(PhoneNumber::parse_received("+1-not").is_err());
+    }
+
+    #[test]
+    fn the_api_takes_exactly_the_documented_syntax() {
+        assert_eq!(PhoneNumber::parse_exact("whatsapp:+14155550100").unwrap().as_e164(), "+14155550100");
+        for spaced in ["+1 415-555-0100", " +14155550100", "+14155550100 ", "whatsapp: +14155550100", "+(1)4155550100"] {
+            assert!(
+                matches!(PhoneNumber::parse_exact(spaced), Err(PhoneNumberError::NotE164(_) | PhoneNumberError::MissingPlus(_))),
+                "{spaced:?}"
+            );
+        }
+        assert!(matches!(PhoneNumber::parse_exact("+04155550100"), Err(PhoneNumberError::NotE164(_))));
+        assert!(matches!(
+            PhoneNumber::parse_exact("+10000000000"),
+            Err(PhoneNumberError::Invalid(_) | PhoneNumberError::Unparseable { .. })
+        ));
+        assert!(PhoneNumber::parse_received("+1 415 555 0100").is_err());
+        assert_eq!(PhoneNumber::parse_received("+0123456").unwrap().as_e164(), "+0123456");
     }
 
     #[test]

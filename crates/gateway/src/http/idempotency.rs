@@ -39,14 +39,24 @@ pub fn scoped(subject: &str, key: &str) -> String {
     format!("{}:{subject}:{key}", subject.len())
 }
 
-/// Reads the key header, if any, and checks it.
+/// Reads the key header, if any, and checks it. Both headers are checked when both are sent;
+/// `Idempotency-Key` wins.
 pub fn key_from(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get("idempotency-key").or_else(|| headers.get("x-idempotency-key")) else { return Ok(None) };
-    let key = value.to_str().map_err(|_| ApiError::field("Idempotency-Key", "must be visible ASCII"))?.trim();
-    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::field("Idempotency-Key", "must be 1 to 255 visible ASCII characters (a UUID is a good choice)"));
+    let read = |name: &'static str, field: &'static str| -> Result<Option<String>, ApiError> {
+        let Some(value) = headers.get(name) else { return Ok(None) };
+        let key = value.to_str().map_err(|_| ApiError::field(field, "must be visible ASCII"))?.trim();
+        if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ApiError::field(field, "must be 1 to 255 visible ASCII characters (a UUID is a good choice)"));
+        }
+        Ok(Some(key.to_owned()))
+    };
+    let standard = read("idempotency-key", "Idempotency-Key");
+    let legacy = read("x-idempotency-key", "X-Idempotency-Key");
+    match (standard, legacy) {
+        (Err(a), Err(b)) => Err(ApiError::Validation([a.field_errors(), b.field_errors()].concat())),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+        (Ok(standard), Ok(legacy)) => Ok(standard.or(legacy)),
     }
-    Ok(Some(key.to_owned()))
 }
 
 /// Takes the key for `subject`, or finds the stored answer.

@@ -1,13 +1,12 @@
 //! Reading messages: `GET /messages`, `GET /messages/{id}`, `GET /delivery-status`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
 use super::dto::{DeliveryStatusView, MessagePage, MessageResource, parse_rfc3339};
+use super::extract::{Path, Query};
 use super::paths;
 use super::problem::{ApiError, FieldError, ProblemDetails};
 use crate::domain::{Direction, MessageId, MessageSid, MessageStatus, PhoneNumber};
@@ -23,8 +22,13 @@ pub(super) fn router() -> Router<AppState> {
         .route(paths::DELIVERY_STATUS, get(delivery_status))
 }
 
+/// A message id as the API writes it: a hyphenated UUID (`format: uuid` in the document).
 fn parse_id(field: &str, value: &str) -> Result<MessageId, ApiError> {
-    value.parse().map_err(|_| ApiError::field(field, format!("is not a message id (a UUID): {value:?}")))
+    let hyphenated = value.len() == 36 && value.bytes().filter(|b| *b == b'-').count() == 4;
+    hyphenated
+        .then(|| value.parse().ok())
+        .flatten()
+        .ok_or_else(|| ApiError::field(field, format!("is not a message id (a hyphenated UUID): {value:?}")))
 }
 
 /// Fetches one message.
@@ -81,10 +85,23 @@ async fn delivery_status(
     _claims: Claims,
     Query(q): Query<StatusQuery>,
 ) -> Result<Json<DeliveryStatusView>, ApiError> {
-    let lookup = match (q.id.as_deref(), q.message_sid.as_deref()) {
-        (Some(id), _) => Lookup::Id(parse_id("id", id)?),
-        (None, Some(sid)) => Lookup::Sid(MessageSid::parse(sid).map_err(|e| ApiError::field("message_sid", e.to_string()))?),
-        (None, None) => return Err(ApiError::field("id", "either `id` or `message_sid` is required")),
+    // Both are checked when both are given (the document calls a malformed one invalid either way).
+    let mut errors = Vec::new();
+    let id = q.id.as_deref().and_then(|id| parse_id("id", id).map_err(|e| errors.extend(e.field_errors())).ok());
+    let sid = q
+        .message_sid
+        .as_deref()
+        .and_then(|sid| MessageSid::parse(sid).map_err(|e| errors.push(FieldError::new("message_sid", e.to_string()))).ok());
+    if q.id.is_none() && q.message_sid.is_none() {
+        errors.push(FieldError::new("id", "either `id` or `message_sid` is required"));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let lookup = match (id, sid) {
+        (Some(id), _) => Lookup::Id(id),
+        (None, Some(sid)) => Lookup::Sid(sid),
+        (None, None) => unreachable!("one of them was given and parsed"),
     };
     Ok(Json(state.gateway.delivery_status(&lookup).await?.into()))
 }
@@ -111,18 +128,26 @@ struct ListQuery {
     reference: Option<String>,
     /// Page size, 1 … 500; default 50.
     #[param(minimum = 1, maximum = 500)]
+    #[serde(default, deserialize_with = "super::dto::number::optional_query_integer")]
     limit: Option<i64>,
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// What a cursor looks like: the last message's creation time (Unix milliseconds) and id. Any
+/// cursor of this shape is a position in the list, so the document's pattern is the whole rule.
+pub(crate) const CURSOR_PATTERN: &str = "^-?[0-9]{1,15}_[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+
 fn encode_cursor(m: &MessageRecord) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}:{}", m.created_at, m.id))
+    format!("{}_{}", m.created_at, m.id)
 }
 
 fn decode_cursor(cursor: &str) -> Option<(i64, MessageId)> {
-    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(cursor).ok()?).ok()?;
-    let (at, id) = text.split_once(':')?;
+    let (at, id) = cursor.split_once('_')?;
+    let digits = at.strip_prefix('-').unwrap_or(at);
+    if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) || id.len() != 36 {
+        return None;
+    }
     Some((at.parse().ok()?, id.parse().ok()?))
 }
 
@@ -140,7 +165,7 @@ impl ListQuery {
             }
         }
         if let Some(p) = self.phone {
-            filter.phone = PhoneNumber::parse(&p).map_err(|e| errors.push(FieldError::new("phone", e.to_string()))).ok();
+            filter.phone = PhoneNumber::parse_exact(&p).map_err(|e| errors.push(FieldError::new("phone", e.to_string()))).ok();
         }
         filter.from = self.from.and_then(|v| parse_rfc3339("from", &v).map_err(|e| errors.push(e)).ok());
         filter.to = self.to.and_then(|v| parse_rfc3339("to", &v).map_err(|e| errors.push(e)).ok());
@@ -152,7 +177,7 @@ impl ListQuery {
         if let Some(c) = self.cursor {
             filter.after = decode_cursor(&c);
             if filter.after.is_none() {
-                errors.push(FieldError::new("cursor", "is not a cursor returned by this endpoint"));
+                errors.push(FieldError::new("cursor", "is not a cursor as this endpoint returns them (`<created ms>_<message id>`)"));
             }
         }
         if errors.is_empty() { Ok(filter) } else { Err(ApiError::Validation(errors)) }

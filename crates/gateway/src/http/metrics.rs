@@ -2,13 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::dto::metrics::{BucketView, MetricsReport, PhoneErrorView, PhonePerformanceView, Summary};
 use super::dto::{GranularityName, parse_rfc3339, rfc3339};
+use super::extract::{Path, Query};
 use super::paths;
 use super::problem::{ApiError, FieldError, ProblemDetails};
 use crate::domain::{Granularity, PhoneHealth, PhoneNumber, now_ms};
@@ -25,7 +26,8 @@ pub(super) fn router() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 struct MetricsQuery {
     /// Start of the range, RFC 3339; default `to` minus 24 hours (hour buckets) or 30 days (day
-    /// buckets). At most 10,000 buckets.
+    /// buckets). The range is `[from, to)`: a `from` at or after `to` is an empty range. Only
+    /// buckets with traffic are listed.
     #[param(format = DateTime)]
     from: Option<String>,
     /// End of the range, RFC 3339; default now.
@@ -143,22 +145,17 @@ async fn delivery_metrics(
         Granularity::Day => 30 * 86_400_000,
     };
     let from = q.from.and_then(|v| parse_rfc3339("from", &v).map_err(|e| errors.push(e)).ok()).unwrap_or(to - default_span);
-    if from >= to {
-        errors.push(FieldError::new("from", "must be earlier than `to`"));
-    }
-    if (to - from) / granularity.millis() > 10_000 {
-        errors.push(FieldError::new("from", "the range holds more than 10,000 buckets; use a coarser granularity"));
-    }
     let phone = q
         .to_phone
-        .map(|p| PhoneNumber::parse(&p).map_err(|e| errors.push(FieldError::new("to_phone", e.to_string()))))
+        .map(|p| PhoneNumber::parse_exact(&p).map_err(|e| errors.push(FieldError::new("to_phone", e.to_string()))))
         .transpose()
         .ok()
         .flatten();
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let buckets = state.gateway.metrics(granularity, from, to, phone.as_ref()).await?;
+    // `[from, to)` with `from` at or after `to` is empty: nothing to read.
+    let buckets = if from < to { state.gateway.metrics(granularity, from, to, phone.as_ref()).await? } else { Vec::new() };
     Ok(Json(MetricsReport {
         from: rfc3339(from),
         to: rfc3339(to),
@@ -190,7 +187,7 @@ async fn phone_performance(
     _claims: Claims,
     Path(phone): Path<String>,
 ) -> Result<Json<PhonePerformanceView>, ApiError> {
-    let phone = PhoneNumber::parse(&phone).map_err(|e| ApiError::field("phone", e.to_string()))?;
+    let phone = PhoneNumber::parse_exact(&phone).map_err(|e| ApiError::field("phone", e.to_string()))?;
     let perf = state.gateway.phone_performance(&phone).await?;
     Ok(Json(PhonePerformanceView {
         delivery_rate: percent(perf.success_count, perf.total_messages),

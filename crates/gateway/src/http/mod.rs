@@ -3,6 +3,7 @@
 //! the gateway service in [`AppState`](crate::state::AppState).
 
 mod auth;
+mod contract;
 mod dashboard;
 pub mod dto;
 pub mod extract;
@@ -66,6 +67,7 @@ fn with_layers(router: Router<AppState>, state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), transport::enforce))
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(problem::framework_errors_as_problems))
         .layer(axum::middleware::from_fn(deadline))
         .layer(CatchPanicLayer::custom(panicked))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))

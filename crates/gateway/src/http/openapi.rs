@@ -14,9 +14,9 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 use utoipa_scalar::Scalar;
 
-use super::paths;
 use super::problem::ProblemDetails;
 use super::webhooks::forms::{IncomingMessageForm, StatusCallbackForm};
+use super::{contract, paths};
 use crate::state::AppState;
 
 /// The generated document.
@@ -83,10 +83,20 @@ impl Modify for SecuritySchemes {
     }
 }
 
-/// The document as JSON, generated once.
+/// The document, generated once: what utoipa derives, with [`contract::refine`] applied.
+pub fn document() -> &'static serde_json::Value {
+    static DOCUMENT: OnceLock<serde_json::Value> = OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        let mut document = serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serialises");
+        contract::refine(&mut document);
+        document
+    })
+}
+
+/// The document as JSON text.
 pub fn openapi_json() -> &'static str {
     static JSON: OnceLock<String> = OnceLock::new();
-    JSON.get_or_init(|| ApiDoc::openapi().to_json().expect("the OpenAPI document serialises"))
+    JSON.get_or_init(|| serde_json::to_string(document()).expect("the OpenAPI document serialises"))
 }
 
 /// The document's routes (no auth).
@@ -102,5 +112,5 @@ async fn openapi_document() -> impl IntoResponse {
 /// its CDN (cdn.jsdelivr.net) in the browser.
 async fn docs() -> Html<&'static str> {
     static HTML: OnceLock<String> = OnceLock::new();
-    Html(HTML.get_or_init(|| Scalar::new(ApiDoc::openapi()).title("WhatsApp Gateway API").to_html()))
+    Html(HTML.get_or_init(|| Scalar::new(document().clone()).title("WhatsApp Gateway API").to_html()))
 }

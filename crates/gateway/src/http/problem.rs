@@ -50,6 +50,9 @@ pub enum ApiError {
     /// Nothing at this address (404).
     #[error("{0}")]
     NotFound(String),
+    /// The route exists but does not serve this method (405).
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// The body is larger than the endpoint accepts (413).
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -98,7 +101,7 @@ struct Problem<'a> {
 }))]
 pub struct ProblemDetails {
     /// A URI naming the kind of problem: `https://whatsapp-gateway.dev/problems/{slug}`, with slug one
-    /// of `validation`, `bad-request`, `unauthorized`, `invalid-signature`, `not-found`,
+    /// of `validation`, `bad-request`, `unauthorized`, `invalid-signature`, `not-found`, `method-not-allowed`,
     /// `payload-too-large`, `unsupported-media-type`, `conflict`, `rate-limited`, `unavailable`,
     /// `internal`.
     #[serde(rename = "type")]
@@ -116,6 +119,14 @@ pub struct ProblemDetails {
 }
 
 impl ApiError {
+    /// The field problems of a validation error (none for any other error).
+    pub fn field_errors(self) -> Vec<FieldError> {
+        match self {
+            Self::Validation(errors) => errors,
+            _ => Vec::new(),
+        }
+    }
+
     /// A single invalid field (422).
     pub fn field(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::Validation(vec![FieldError::new(field, reason)])
@@ -128,6 +139,7 @@ impl ApiError {
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "invalid-signature", "Forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large"),
             Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
@@ -193,4 +205,46 @@ impl ApiError {
     pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::Internal(Box::new(e))
     }
+}
+
+/// Whatever the framework answers on its own — no such route (404), a method the route does not
+/// serve (405; the router adds `Allow`), a body it refused before a handler ran — comes as
+/// `text/plain` or with no body at all; it leaves as a problem detail like every other error.
+/// Handlers' answers (problem details, JSON, TwiML, Prometheus text) pass untouched: only an error
+/// status with no content type or `text/plain` is rewritten.
+pub async fn framework_errors_as_problems(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status();
+    let plain = match response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(content_type) => content_type.starts_with("text/plain"),
+    };
+    if !(status.is_client_error() || status.is_server_error()) || !plain {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, 16 * 1024).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let error = match status {
+        StatusCode::NOT_FOUND => ApiError::NotFound(format!("no endpoint at `{path}`")),
+        // The router adds `Allow` around this layer, so it is on the answer but not seen here.
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ApiError::MethodNotAllowed(format!("`{method}` is not served at `{path}`; the `Allow` header lists the methods that are"))
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(text),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(text),
+        s if s.is_server_error() => ApiError::Internal(format!("the framework answered {s}: {text}").into()),
+        _ => ApiError::BadRequest(if text.is_empty() { status.canonical_reason().unwrap_or("bad request").to_owned() } else { text }),
+    };
+    let mut problem = error.into_response();
+    for name in [header::ALLOW, header::RETRY_AFTER] {
+        if let Some(value) = parts.headers.get(&name) {
+            problem.headers_mut().insert(name, value.clone());
+        }
+    }
+    problem
 }

@@ -14,7 +14,6 @@ use super::extract::{body_rejection, check_json_content_type, parse_json};
 use super::idempotency::{self, Begin};
 use super::paths;
 use super::problem::{ApiError, ProblemDetails};
-use crate::domain::now_ms;
 use crate::security::Claims;
 use crate::service::SendMode;
 use crate::state::AppState;
@@ -52,7 +51,8 @@ pub(super) fn router() -> Router<AppState> {
         (status = 422, description = "Invalid fields (each named in `errors`), or an `Idempotency-Key` reused with another body.", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited.", body = ProblemDetails, content_type = "application/problem+json",
             headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
-        (status = 503, description = "A dependency (database, idempotency records) is unavailable; retry.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency (database, idempotency records) is unavailable; retry.", body = ProblemDetails, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
     )
 )]
 #[tracing::instrument(skip_all, fields(sub = %claims.sub))]
@@ -66,7 +66,7 @@ async fn send_message(
     let body = body.map_err(body_rejection)?;
     let key = idempotency::key_from(&headers)?;
     let request: SendMessageRequest = parse_json(&body)?;
-    let (mut message, mode) = request.into_domain(now_ms())?;
+    let (mut message, mode) = request.into_domain()?;
     message.idempotency_key = key.as_deref().map(|k| idempotency::scoped(&claims.sub, k));
     let held = match idempotency::begin(&state, &claims.sub, key, &body).await? {
         Begin::Replay(response) => return Ok(response),

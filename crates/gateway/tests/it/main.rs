@@ -6,6 +6,7 @@
 
 mod api;
 mod batches;
+mod contract;
 mod crash;
 mod dashboard;
 mod fault;

@@ -185,24 +185,31 @@ async fn the_document_is_served_without_auth_and_lists_every_route() {
         assert!(operation["responses"]["200"].is_object() || operation["responses"]["202"].is_object(), "{method} {path}");
     }
 
-    // The send request: every field, `mode` as an enum, and both idempotency headers.
+    // The send request: free-form or template (see `contract.rs`), every field in one of them,
+    // each documented; `mode` as an enum, and both idempotency headers.
     let send = &doc["paths"]["/api/v1/whatsapp/send"]["post"];
-    let request = &send["requestBody"]["content"]["application/json"]["schema"];
-    let (properties, required) = object_parts(&doc, request);
-    let mut names: Vec<&str> = properties.keys().map(String::as_str).collect();
-    names.sort_unstable();
-    let mut expected =
-        ["to", "body", "media_urls", "content_sid", "content_variables", "priority", "send_at", "reference", "metadata", "mode"];
-    expected.sort_unstable();
-    assert_eq!(names, expected);
-    assert_eq!(required, ["to"]);
-    for (name, property) in &properties {
-        // An optional reference carries its description inside its `oneOf`.
-        let described = std::iter::once(property)
-            .chain(property["oneOf"].as_array().into_iter().flatten())
-            .any(|p| p["description"].as_str().is_some_and(|d| !d.is_empty()));
-        assert!(described, "`{name}` is not documented: {property}");
+    let request = resolve(&doc, &send["requestBody"]["content"]["application/json"]["schema"]);
+    let branches = request["oneOf"].as_array().expect("the send request is oneOf free-form / template");
+    assert_eq!(branches.len(), 2);
+    let mut names = std::collections::BTreeSet::new();
+    let mut requirements = Vec::new();
+    let mut properties = serde_json::Map::new();
+    for branch in branches {
+        let (branch_properties, required) = object_parts(&doc, branch);
+        names.extend(branch_properties.keys().cloned());
+        requirements.push(required);
+        for (name, property) in &branch_properties {
+            // An optional reference carries its description inside its `oneOf`.
+            let described = std::iter::once(property)
+                .chain(property["oneOf"].as_array().into_iter().flatten())
+                .any(|p| p["description"].as_str().is_some_and(|d| !d.is_empty()));
+            assert!(described, "`{name}` is not documented: {property}");
+        }
+        properties = branch_properties;
     }
+    let expected = ["to", "body", "media_urls", "content_sid", "content_variables", "priority", "send_at", "reference", "metadata", "mode"];
+    assert_eq!(names, expected.iter().map(|n| (*n).to_owned()).collect());
+    assert_eq!(requirements, [vec!["to".to_owned()], vec!["to".to_owned(), "content_sid".to_owned()]]);
     let mut modes = Vec::new();
     check(&doc, &json!("queue"), &properties["mode"], "mode", &mut modes);
     check(&doc, &json!("immediate"), &properties["mode"], "mode", &mut modes);
@@ -232,7 +239,7 @@ async fn the_document_is_served_without_auth_and_lists_every_route() {
             .collect()
     };
     let query = |names: &[&str]| names.iter().map(|n| ((*n).to_owned(), "query".to_owned())).collect::<Vec<_>>();
-    assert_eq!(parameters("/api/v1/whatsapp/delivery-status"), query(&["id", "message_sid"]));
+    assert_eq!(parameters("/api/v1/whatsapp/delivery-status"), query(&["lookup"]));
     assert_eq!(parameters("/api/v1/whatsapp/delivery-metrics"), query(&["from", "to", "granularity", "to_phone"]));
     assert_eq!(
         parameters("/api/v1/whatsapp/messages"),

@@ -1,6 +1,7 @@
 //! Request and response bodies of the JSON API.
 
 pub mod metrics;
+pub mod number;
 pub mod ops;
 pub mod request;
 pub mod resource;

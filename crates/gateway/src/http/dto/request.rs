@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::time::parse_rfc3339;
 use crate::domain::message::{MAX_BODY_CHARS, MAX_MEDIA};
-use crate::domain::{Content, MessageId, NewOutboundMessage, PhoneNumber, Priority, UnixMillis};
+use crate::domain::{Content, MessageId, NewOutboundMessage, PhoneNumber, Priority};
 use crate::http::problem::{ApiError, FieldError};
 use crate::service::SendMode;
 
@@ -39,10 +39,10 @@ pub struct SendMessageRequest {
     #[schema(value_type = Option<Value>, example = json!({"1": "Ada"}))]
     pub content_variables: Option<serde_json::Value>,
     /// Queue priority: 1 (highest) … 10; default 5.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::number::optional_integer")]
     #[schema(minimum = 1, maximum = 10, default = 5)]
     pub priority: Option<i64>,
-    /// RFC 3339 time before which the message is not sent (at most a year ahead).
+    /// RFC 3339 time before which the message is not sent (a time in the past means now).
     #[serde(default)]
     #[schema(format = DateTime, example = "2026-01-31T09:30:00Z")]
     pub send_at: Option<String>,
@@ -107,8 +107,9 @@ fn check_media(urls: &[String], errors: &mut Vec<FieldError>) {
     }
     for (i, url) in urls.iter().enumerate() {
         let lower = url.to_ascii_lowercase();
-        let ok =
-            (lower.starts_with("https://") || lower.starts_with("http://")) && url.len() <= 2048 && !url.chars().any(char::is_whitespace);
+        let ok = (lower.starts_with("https://") || lower.starts_with("http://"))
+            && url.chars().count() <= 2048
+            && !url.chars().any(char::is_whitespace);
         if !ok {
             errors.push(FieldError::new(
                 format!("media_urls[{i}]"),
@@ -135,9 +136,9 @@ fn template_variables(value: &serde_json::Value, errors: &mut Vec<FieldError>) -
 
 impl SendMessageRequest {
     /// Checks every field and builds the domain message; all problems are reported together.
-    pub fn into_domain(self, now: UnixMillis) -> Result<(NewOutboundMessage, SendMode), ApiError> {
+    pub fn into_domain(self) -> Result<(NewOutboundMessage, SendMode), ApiError> {
         let mut errors = Vec::new();
-        let to = PhoneNumber::parse(&self.to).map_err(|e| errors.push(FieldError::new("to", e.to_string()))).ok();
+        let to = PhoneNumber::parse_exact(&self.to).map_err(|e| errors.push(FieldError::new("to", e.to_string()))).ok();
         let media_urls = self.media_urls.unwrap_or_default();
         let content = match (self.content_sid, &self.body, media_urls.is_empty()) {
             (Some(sid), None, true) => {
@@ -177,9 +178,6 @@ impl SendMessageRequest {
             }),
         };
         let send_at = self.send_at.as_deref().and_then(|s| parse_rfc3339("send_at", s).map_err(|e| errors.push(e)).ok());
-        if send_at.is_some_and(|at| at > now + 365 * 86_400_000) {
-            errors.push(FieldError::new("send_at", "is more than a year ahead"));
-        }
         if let Some(reference) = &self.reference
             && (reference.is_empty() || reference.chars().count() > 255 || has_control_chars(reference))
         {

@@ -10,16 +10,20 @@ use utoipa::ToSchema;
 
 use crate::domain::MessageSid;
 
-/// An empty parameter (`ErrorCode=`) means none.
+/// A count or code: up to 9 ASCII digits (the document's `^[0-9]{0,9}$`); an empty parameter
+/// (`ErrorCode=`) means none.
 fn empty_is_none<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: std::str::FromStr,
     T::Err: std::fmt::Display,
 {
-    match Option::<String>::deserialize(deserializer)?.filter(|v| !v.trim().is_empty()) {
+    match Option::<String>::deserialize(deserializer)?.filter(|v| !v.is_empty()) {
         None => Ok(None),
-        Some(text) => text.trim().parse().map(Some).map_err(|e| serde::de::Error::custom(format!("is not a number: {text:?} ({e})"))),
+        Some(text) if text.len() <= 9 && text.bytes().all(|b| b.is_ascii_digit()) => {
+            text.parse().map(Some).map_err(|e| serde::de::Error::custom(format!("is not a number: {text:?} ({e})")))
+        }
+        Some(text) => Err(serde::de::Error::custom(format!("must be up to 9 digits (or empty), got {text:?}"))),
     }
 }
 
@@ -28,26 +32,26 @@ where
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct StatusCallbackForm {
-    /// The message's SID (required; `SmsSid` is accepted instead).
+    /// The message's SID.
     #[serde(default)]
-    #[schema(value_type = Option<String>, pattern = "^(SM|MM)[0-9a-fA-F]{32}$", example = "SMd5cfa9e002d043c18defc777668b08c1")]
+    #[schema(value_type = String, required = true, pattern = "^(SM|MM)[0-9a-fA-F]{32}$", example = "SMd5cfa9e002d043c18defc777668b08c1")]
     pub message_sid: Option<MessageSid>,
-    /// Deprecated alias of `MessageSid`.
+    /// The same SID again, under its old name (Twilio still sends it; not read, but it must be a SID).
     #[serde(default)]
-    #[schema(value_type = Option<String>, pattern = "^(SM|MM)[0-9a-fA-F]{32}$")]
+    #[schema(value_type = String, pattern = "^(SM|MM)[0-9a-fA-F]{32}$")]
     pub sms_sid: Option<MessageSid>,
-    /// The new status (required; `SmsStatus` is accepted instead): `queued`, `sending`, `sent`,
-    /// `delivered`, `read`, `undelivered` or `failed`. Other values (`accepted`, `scheduled`,
-    /// `canceled`, …) are acknowledged and ignored.
+    /// The new status: `queued`, `sending`, `sent`, `delivered`, `read`, `undelivered` or `failed`.
+    /// Other values (`accepted`, `scheduled`, `canceled`, …) are acknowledged and ignored.
     #[serde(default)]
-    #[schema(example = "delivered")]
+    #[schema(value_type = String, required = true, example = "delivered")]
     pub message_status: Option<String>,
-    /// Deprecated alias of `MessageStatus`.
+    /// The same status again, under its old name (Twilio still sends it; not read).
     #[serde(default)]
+    #[schema(value_type = String)]
     pub sms_status: Option<String>,
-    /// Twilio's error code, on `failed` / `undelivered` (a number; empty means none).
+    /// Twilio's error code, on `failed` / `undelivered` (up to 9 digits; empty means none).
     #[serde(default, deserialize_with = "empty_is_none")]
-    #[schema(value_type = Option<String>, example = "63016")]
+    #[schema(value_type = String, pattern = "^[0-9]{0,9}$", example = "63016")]
     pub error_code: Option<i64>,
     /// The channel's error message, on failure.
     #[serde(default)]
@@ -74,29 +78,29 @@ pub struct StatusCallbackForm {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct IncomingMessageForm {
-    /// The message's SID (required; `SmsMessageSid` is accepted instead). A SID seen before is
-    /// acknowledged without being stored again.
+    /// The message's SID. A SID seen before is acknowledged without being stored again.
     #[serde(default)]
-    #[schema(value_type = Option<String>, pattern = "^(SM|MM)[0-9a-fA-F]{32}$", example = "SM159065a79b093b598ee3486a9eb20394")]
+    #[schema(value_type = String, required = true, pattern = "^(SM|MM)[0-9a-fA-F]{32}$", example = "SM159065a79b093b598ee3486a9eb20394")]
     pub message_sid: Option<MessageSid>,
-    /// Deprecated alias of `MessageSid`.
+    /// The same SID again, under its old name (Twilio still sends it; not read, but it must be a SID).
     #[serde(default)]
-    #[schema(value_type = Option<String>, pattern = "^(SM|MM)[0-9a-fA-F]{32}$")]
+    #[schema(value_type = String, pattern = "^(SM|MM)[0-9a-fA-F]{32}$")]
     pub sms_message_sid: Option<MessageSid>,
-    /// The user, `whatsapp:+…` (required; must be a phone number).
+    /// The user, `whatsapp:+…`: `+` and 7 to 15 digits (kept even if the numbering plan does not
+    /// know it yet).
     #[serde(default)]
-    #[schema(example = "whatsapp:+14155550123")]
+    #[schema(value_type = String, required = true, pattern = "^(whatsapp:)?\\+[0-9]{7,15}$", example = "whatsapp:+14155550123")]
     pub from: Option<String>,
-    /// The business number, `whatsapp:+…` (required).
+    /// The business number, `whatsapp:+…`, as `From`.
     #[serde(default)]
-    #[schema(example = "whatsapp:+14155238886")]
+    #[schema(value_type = String, required = true, pattern = "^(whatsapp:)?\\+[0-9]{7,15}$", example = "whatsapp:+14155238886")]
     pub to: Option<String>,
     /// The text.
     #[serde(default)]
     pub body: Option<String>,
-    /// How many `MediaUrl{N}` parameters follow (at most 10 are kept).
+    /// How many `MediaUrl{N}` parameters follow (up to 9 digits; at most 10 are kept).
     #[serde(default, deserialize_with = "empty_is_none")]
-    #[schema(value_type = Option<String>, example = "0")]
+    #[schema(value_type = String, pattern = "^[0-9]{0,9}$", example = "0")]
     pub num_media: Option<usize>,
     /// The user's WhatsApp profile name.
     #[serde(default)]

@@ -37,7 +37,7 @@ pub fn twiml(reply: Option<&str>) -> String {
 }
 
 fn parse(form: IncomingMessageForm) -> Result<InboundMessage, ApiError> {
-    let sid = form.message_sid.or(form.sms_message_sid).ok_or_else(|| ApiError::field("MessageSid", "is required"))?;
+    let sid = form.message_sid.ok_or_else(|| ApiError::field("MessageSid", "is required"))?;
     let from = form.from.ok_or_else(|| ApiError::field("From", "is required"))?;
     let from = PhoneNumber::parse_received(&from).map_err(|e| ApiError::field("From", e.to_string()))?;
     let to = form.to.ok_or_else(|| ApiError::field("To", "is required"))?;

@@ -16,7 +16,7 @@ use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 
 use crate::http::extract::body_rejection;
-use crate::http::problem::{ApiError, FieldError};
+use crate::http::problem::ApiError;
 use crate::http::rate_limit::webhook_refusal;
 use crate::state::AppState;
 use crate::telemetry::metrics;
@@ -70,14 +70,8 @@ fn read_form<F: DeserializeOwned>(params: &[(String, String)]) -> Result<F, ApiE
     let firsts = params.iter().filter(|(name, _)| seen.insert(name.as_str()));
     let encoded = form_urlencoded::Serializer::new(String::new()).extend_pairs(firsts).finish();
     let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(encoded.as_bytes()));
-    serde_path_to_error::deserialize(deserializer).map_err(|e| {
-        let field = match e.path().to_string() {
-            path if path == "." => "body".to_owned(),
-            path => path,
-        };
-        let reason = e.into_inner().to_string();
-        ApiError::Validation(vec![FieldError::new(field, reason)])
-    })
+    serde_path_to_error::deserialize(deserializer)
+        .map_err(|e| ApiError::Validation(vec![crate::http::extract::field_error(&e.path().to_string(), &e.inner().to_string(), "body")]))
 }
 
 type Checked = (Vec<(String, String)>, Option<String>, Option<String>);

@@ -35,6 +35,7 @@ use crate::telemetry::metrics;
     ),
     responses(
         (status = 200, description = "Applied, ignored (stale, duplicate or untracked status) or kept for a SID not recorded yet; no content."),
+        (status = 400, description = "The form cannot be read.", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "Missing or invalid `X-Twilio-Signature`.", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than 64 KiB.", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, description = "`MessageSid`, `MessageStatus` missing or malformed, or `ErrorCode` not a number.", body = ProblemDetails, content_type = "application/problem+json"),
@@ -49,9 +50,8 @@ pub(crate) async fn status_callback(
     signed: TwilioSigned<StatusCallbackForm>,
 ) -> Result<StatusCode, ApiError> {
     let form = &signed.form;
-    let sid = form.message_sid.clone().or_else(|| form.sms_sid.clone()).ok_or_else(|| ApiError::field("MessageSid", "is required"))?;
-    let reported =
-        form.message_status.as_deref().or(form.sms_status.as_deref()).ok_or_else(|| ApiError::field("MessageStatus", "is required"))?;
+    let sid = form.message_sid.clone().ok_or_else(|| ApiError::field("MessageSid", "is required"))?;
+    let reported = form.message_status.as_deref().ok_or_else(|| ApiError::field("MessageStatus", "is required"))?;
     tracing::Span::current().record("sid", sid.as_str()).record("status", reported);
     let Some(status) = MessageStatus::from_twilio(reported) else {
         // `accepted`, `scheduled`, `canceled`…: nothing the outbound lifecycle tracks.
