@@ -21,3 +21,46 @@ def gateway_binary() -> Path:
     """The `whatsapp-gateway` binary to run (a relative `$GATEWAY_BIN` is taken from the root)."""
     path = Path(os.environ.get("GATEWAY_BIN", target_dir() / "debug" / "whatsapp-gateway"))
     return path if path.is_absolute() else ROOT / path
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(process, base_url: str, log_path: Path, seconds: float = 30.0) -> None:
+    """Waits until the gateway at `base_url` answers /healthz 200; fails with its log if it exits or
+    does not answer in time."""
+    import time
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the gateway exited with {process.returncode}: {log_path.read_text('utf-8', 'replace')[-4000:]}")
+        try:
+            with opener.open(base_url + "/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"the gateway did not answer /healthz within {seconds}s: {log_path.read_text('utf-8', 'replace')[-4000:]}")
+
+
+def stop(process) -> None:
+    """Terminates a child process, killing it if it does not exit within 5 s."""
+    import subprocess
+
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -27,7 +27,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-from binaries import gateway_binary
+from binaries import gateway_binary, stop
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
@@ -152,12 +152,7 @@ def emulator(webhooks):
     assert match, f"unexpected first line: {line!r}"
     assert match.group(2) == ACCOUNT_SID
     yield match.group(1)
-    process.terminate()
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop(process)
 
 
 @pytest.fixture

@@ -20,18 +20,16 @@ import http.client
 import os
 import random
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import quote, quote_plus, urlencode, urlsplit
 
 import pytest
 from twilio.request_validator import RequestValidator
 
-from binaries import gateway_binary
+from binaries import free_port, gateway_binary, stop, wait_healthy
 
 try:  # a dependency of twilio (through aiohttp); the validator reads it with getall()
     from multidict import MultiDict
@@ -174,12 +172,6 @@ def official_validate(base: str, target: str, pairs: list[tuple[str, str]], sign
     return RequestValidator(TOKEN).validate(base + target, MultiDict(pairs), signature)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Gateway:
     """`whatsapp-gateway serve` as a subprocess with one PUBLIC_BASE_URL."""
 
@@ -215,19 +207,8 @@ class Gateway:
         self._wait_healthy()
 
     def _wait_healthy(self) -> None:
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        deadline = time.monotonic() + START_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"the gateway exited with {self.process.returncode}: {self.logs()}")
-            try:
-                with opener.open(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"the gateway did not answer /healthz within {START_SECONDS}s: {self.logs()}")
+        self.log.flush()
+        wait_healthy(self.process, f"http://127.0.0.1:{self.port}", self.dir / "gateway.log", START_SECONDS)
 
     def post(self, target: str, body: bytes, signature: str | None, content_type: str) -> tuple[int, str]:
         headers = {
@@ -251,13 +232,7 @@ class Gateway:
         return text[-4000:]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process)
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
