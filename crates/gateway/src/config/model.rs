@@ -83,7 +83,9 @@ pub struct DatabaseConfig {
     /// The most commands one write batch (one transaction) carries (`WRITER_MAX_BATCH`, default 512).
     pub max_batch: usize,
     /// Write batches run at once on PostgreSQL, each on a connection of its own
-    /// (`WRITER_CONNECTIONS`, default 3); SQLite always has one writer.
+    /// (`WRITER_CONNECTIONS`, default 3), plus one connection whose batches carry only new
+    /// messages (so that an API request never waits behind claims and callbacks); SQLite always
+    /// has one writer.
     pub writers: usize,
 }
 

@@ -114,7 +114,8 @@ impl Store {
                 .acquire_timeout(options.acquire_timeout)
                 .connect_with(connect)
                 .await?;
-            let writer = Writer::spawn(vec![SqliteExecutor::new(path, shard(0))], options.max_batch, options.acquire_timeout, fault())?;
+            let writer =
+                Writer::spawn(vec![SqliteExecutor::new(path, shard(0))], Vec::new(), options.max_batch, options.acquire_timeout, fault())?;
             (Pool::Sqlite(pool), Backend::Sqlite, writer)
         } else {
             let connect: PgConnectOptions = url.parse()?;
@@ -123,10 +124,13 @@ impl Store {
                 .acquire_timeout(options.acquire_timeout)
                 .connect_with(connect.clone())
                 .await?;
-            // The writers have connections of their own, outside the read pool.
-            let executors =
-                (0..options.writers.max(1)).map(|n| PgExecutor::new(connect.clone(), options.acquire_timeout, shard(n))).collect();
-            let writer = Writer::spawn(executors, options.max_batch, options.acquire_timeout, fault())?;
+            // The writers have connections of their own, outside the read pool; new messages have a
+            // lane (and a connection, and a rollup shard) of their own, so that an API request
+            // never waits behind a batch of claims and callbacks.
+            let writers = options.writers.max(1);
+            let executors = (0..writers).map(|n| PgExecutor::new(connect.clone(), options.acquire_timeout, shard(n))).collect();
+            let inserts = vec![PgExecutor::new(connect.clone(), options.acquire_timeout, shard(writers))];
+            let writer = Writer::spawn(executors, inserts, options.max_batch, options.acquire_timeout, fault())?;
             (Pool::Postgres(pool), Backend::Postgres, writer)
         };
         Ok(Self { inner: Arc::new(Inner { pool, backend, writer }) })

@@ -50,6 +50,9 @@ struct Envelope {
 #[derive(Clone, Debug)]
 pub(crate) struct Writer {
     tx: mpsc::Sender<Envelope>,
+    /// The lane of new messages, if it has loops of its own: an API request then waits only for
+    /// other new messages, never behind a batch of claims and callbacks.
+    inserts: Option<mpsc::Sender<Envelope>>,
     wait: Duration,
     stats: Arc<WriterStats>,
     /// One per loop: a request to warm up, answered when done (see [`Writer::warm`]).
@@ -72,23 +75,25 @@ impl Writer {
     /// Starts `executors.len()` writer loops, each on a thread of its own with a runtime of its
     /// own (so that its round trips to the database never wait behind the request tasks for a
     /// turn), taking batches from one channel: while one batch runs, the next forms and the next
-    /// free loop takes it. They run until every handle is dropped, then finish what they hold. A
-    /// caller waits at most `wait` for its command to be taken.
-    pub fn spawn<E: Executor>(executors: Vec<E>, max_batch: usize, wait: Duration, fault: Option<String>) -> std::io::Result<Self> {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    /// free loop takes it. `inserts`, if given, are loops of a second lane that takes only new
+    /// messages (`Command::Insert`). They run until every handle is dropped, then finish what they
+    /// hold. A caller waits at most `wait` for its command to be taken.
+    pub fn spawn<E: Executor>(
+        executors: Vec<E>,
+        inserts: Vec<E>,
+        max_batch: usize,
+        wait: Duration,
+        fault: Option<String>,
+    ) -> std::io::Result<Self> {
         let stats = Arc::new(WriterStats::default());
-        let mut warm_requests = Vec::with_capacity(executors.len());
-        for (n, executor) in executors.into_iter().enumerate() {
-            let (rx, stats, fault) = (rx.clone(), stats.clone(), fault.clone());
-            let (warm_tx, warm) = mpsc::channel(1);
-            warm_requests.push(warm_tx);
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            std::thread::Builder::new()
-                .name(format!("wg-writer-{n}"))
-                .spawn(move || runtime.block_on(run(rx, executor, max_batch.max(1), stats, fault, warm)))?;
-        }
-        Ok(Self { tx, wait, stats, warm: warm_requests.into() })
+        let mut warm_requests = Vec::with_capacity(executors.len() + inserts.len());
+        let tx = spawn_lane("wg-writer", executors, max_batch, &stats, &fault, &mut warm_requests)?;
+        let inserts = if inserts.is_empty() {
+            None
+        } else {
+            Some(spawn_lane("wg-writer-new", inserts, max_batch, &stats, &fault, &mut warm_requests)?)
+        };
+        Ok(Self { tx, inserts, wait, stats, warm: warm_requests.into() })
     }
 
     /// Has every loop open its connection and prepare its statements (once the schema is in
@@ -112,11 +117,15 @@ impl Writer {
 
     /// Hands `command` over and waits until the batch carrying it is committed.
     pub async fn submit(&self, command: Command) -> Result<Reply, StoreError> {
+        let lane = match (&self.inserts, &command) {
+            (Some(inserts), Command::Insert { .. }) => inserts,
+            _ => &self.tx,
+        };
         let (reply, mut answer) = oneshot::channel();
         let state = Arc::new(AtomicU8::new(PENDING));
         let envelope = Envelope { command, reply, state: state.clone() };
         let deadline = tokio::time::Instant::now() + self.wait;
-        match tokio::time::timeout_at(deadline, self.tx.send(envelope)).await {
+        match tokio::time::timeout_at(deadline, lane.send(envelope)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(StoreError::Closed),
             Err(_) => return Err(StoreError::Unavailable("the database has not taken a write in time (the writer is busy)".into())),
@@ -135,6 +144,29 @@ impl Writer {
     pub fn stats(&self) -> &WriterStats {
         &self.stats
     }
+}
+
+/// Starts one lane: its loops, sharing one channel.
+fn spawn_lane<E: Executor>(
+    name: &str,
+    executors: Vec<E>,
+    max_batch: usize,
+    stats: &Arc<WriterStats>,
+    fault: &Option<String>,
+    warm_requests: &mut Vec<mpsc::Sender<oneshot::Sender<()>>>,
+) -> std::io::Result<mpsc::Sender<Envelope>> {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    for (n, executor) in executors.into_iter().enumerate() {
+        let (rx, stats, fault) = (rx.clone(), stats.clone(), fault.clone());
+        let (warm_tx, warm) = mpsc::channel(1);
+        warm_requests.push(warm_tx);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        std::thread::Builder::new()
+            .name(format!("{name}-{n}"))
+            .spawn(move || runtime.block_on(run(rx, executor, max_batch.max(1), stats, fault, warm)))?;
+    }
+    Ok(tx)
 }
 
 async fn run<E: Executor>(
@@ -268,7 +300,7 @@ mod tests {
     async fn warm_returns_once_every_loop_is_warm_and_the_loops_still_take_commands() {
         let warmed = Arc::new(AtomicU64::new(0));
         let executors = (0..3).map(|_| Counting { warmed: warmed.clone() }).collect();
-        let writer = Writer::spawn(executors, 8, Duration::from_secs(5), None).unwrap();
+        let writer = Writer::spawn(executors, Vec::new(), 8, Duration::from_secs(5), None).unwrap();
         assert_eq!(warmed.load(Ordering::SeqCst), 0, "no warm-up before it is asked for");
         writer.warm().await;
         assert_eq!(warmed.load(Ordering::SeqCst), 3);
@@ -303,6 +335,77 @@ mod tests {
         assert_eq!(committed + split + 1, sizes.len(), "{sizes:?}");
     }
 
+    /// An executor of one lane: records the kinds of command it ran, and can be held (a batch that
+    /// does not end until released).
+    struct Lane {
+        ran: Arc<Mutex<Vec<&'static str>>>,
+        hold: Option<Arc<tokio::sync::Semaphore>>,
+    }
+
+    impl Executor for Lane {
+        async fn run(&mut self, commands: Arc<Vec<Command>>) -> Result<Vec<Result<Reply, StoreError>>, StoreError> {
+            if let Some(hold) = &self.hold {
+                let _ = hold.acquire().await;
+            }
+            let kinds = commands.iter().map(|c| if matches!(c, Command::Insert { .. }) { "insert" } else { "other" });
+            self.ran.lock().unwrap().extend(kinds);
+            Ok(commands.iter().map(|_| Ok(Reply::Applied(ApplyOutcome::Unmatched))).collect())
+        }
+    }
+
+    fn insert() -> Command {
+        use crate::domain::{Content, NewOutboundMessage, PhoneNumber, Priority};
+        let to = PhoneNumber::parse("+14155550100").unwrap();
+        let message = NewOutboundMessage {
+            id: MessageId::new(),
+            to: to.clone(),
+            content: Content::FreeForm { body: Some("hi".into()), media_urls: Vec::new() },
+            priority: Priority::DEFAULT,
+            send_at: None,
+            reference: None,
+            metadata: None,
+            idempotency_key: None,
+        };
+        Command::Insert { message, from: to, at: 0 }
+    }
+
+    #[tokio::test]
+    async fn new_messages_go_through_their_own_lane_and_never_wait_behind_other_writes() {
+        let (general, inserts) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+        // The general lane's batch does not end until released.
+        let hold = Arc::new(tokio::sync::Semaphore::new(0));
+        let writer = Writer::spawn(
+            vec![Lane { ran: general.clone(), hold: Some(hold.clone()) }],
+            vec![Lane { ran: inserts.clone(), hold: None }],
+            8,
+            Duration::from_secs(5),
+            None,
+        )
+        .unwrap();
+        let held = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.submit(report(1)).await }
+        });
+        // While the other lane is stuck in its batch, new messages are still committed.
+        for _ in 0..3 {
+            assert!(writer.submit(insert()).await.is_ok());
+        }
+        assert_eq!(*inserts.lock().unwrap(), ["insert"; 3]);
+        assert!(general.lock().unwrap().is_empty(), "the held batch has not ended");
+        hold.add_permits(1);
+        assert!(held.await.unwrap().is_ok());
+        assert_eq!(*general.lock().unwrap(), ["other"]);
+    }
+
+    #[tokio::test]
+    async fn without_a_lane_of_their_own_new_messages_share_the_one_lane() {
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        let writer = Writer::spawn(vec![Lane { ran: ran.clone(), hold: None }], Vec::new(), 8, Duration::from_secs(5), None).unwrap();
+        assert!(writer.submit(insert()).await.is_ok());
+        assert!(writer.submit(report(1)).await.is_ok());
+        assert_eq!(*ran.lock().unwrap(), ["insert", "other"]);
+    }
+
     /// An executor that takes a while, so that commands pile up behind a batch.
     struct Slow;
 
@@ -315,7 +418,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_command_the_writer_has_not_taken_in_time_is_withdrawn_and_never_run() {
-        let writer = Writer::spawn(vec![Slow], 1, Duration::from_millis(100), None).unwrap();
+        let writer = Writer::spawn(vec![Slow], Vec::new(), 1, Duration::from_millis(100), None).unwrap();
         let first = tokio::spawn({
             let writer = writer.clone();
             async move { writer.submit(report(1)).await }
