@@ -195,6 +195,12 @@ impl Emulator {
         lock(&self.shared.store).get(sid).map(|m| m.status)
     }
 
+    /// The `StatusCallback` URL message `sid` was created with, if it exists (Twilio's resource
+    /// does not show it; tests use it to tell which request a message came from).
+    pub fn status_callback(&self, sid: &str) -> Option<String> {
+        lock(&self.shared.store).get(sid).and_then(|m| m.status_callback.clone())
+    }
+
     /// The account SID (HTTP Basic user name).
     pub fn account_sid(&self) -> &str {
         &self.shared.config.account_sid

@@ -85,6 +85,25 @@ impl Store {
             .await?))
     }
 
+    /// How many *other* outbound messages from `message`'s sender to its recipient, with the same
+    /// body (or none, for templates and media), have no SID and an attempt started since `since`
+    /// whose outcome is not known (`in_flight`, `unknown`): each could be the one Twilio created a
+    /// found message for, so reconciling must not pick one of them by guess.
+    pub async fn lost_attempt_rivals(&self, message: &MessageRecord, since: UnixMillis) -> Result<i64, StoreError> {
+        const SQL: &str = "SELECT COUNT(DISTINCT m.id) FROM messages m JOIN send_attempts a ON a.message_id = m.id \
+             WHERE m.direction = 'outbound' AND m.to_addr = $1 AND m.from_addr = $2 AND m.message_sid IS NULL \
+             AND (m.body = $3 OR (m.body IS NULL AND $3 IS NULL)) AND m.id <> $4 \
+             AND a.outcome IN ('in_flight', 'unknown') AND a.started_at >= $5";
+        Ok(on_pool!(self, pool => sqlx::query_scalar(SQL)
+            .bind(message.to.clone())
+            .bind(message.from.clone())
+            .bind(message.body.clone())
+            .bind(message.id)
+            .bind(since)
+            .fetch_one(pool)
+            .await?))
+    }
+
     /// Every send attempt of a message, oldest first.
     pub async fn attempts(&self, id: MessageId) -> Result<Vec<AttemptRecord>, StoreError> {
         Ok(on_pool!(self, pool => sqlx::query_as("SELECT * FROM send_attempts WHERE message_id = $1 ORDER BY attempt")

@@ -17,21 +17,42 @@ pub enum ReconcileError {
     Store(#[from] StoreError),
 }
 
-/// The message Twilio created for `previous`, if it did: the newest message to the same number
-/// from the same sender, created at most 5 minutes before the attempt started, with the same body
-/// (when it has one), whose SID no message of ours has yet.
+/// What asking Twilio about a lost attempt came to.
+#[derive(Debug)]
+pub enum Lost {
+    /// Twilio has exactly one message that can be this attempt's, and no other message of ours
+    /// could be its owner: adopt it.
+    Found(TwilioMessage),
+    /// Twilio has no message that can be this attempt's: it never got there.
+    NotFound,
+    /// More than one message at Twilio could be this attempt's, or another message of ours with
+    /// a lost answer could own the one found: picking would be a guess (two messages in flight to
+    /// one number could swap SIDs). The status callbacks, which carry our message id, settle it;
+    /// until then, ask again later.
+    Ambiguous {
+        /// Messages at Twilio that fit.
+        candidates: usize,
+        /// Other messages of ours that could own them.
+        rivals: i64,
+    },
+}
+
+/// What became of `previous` at Twilio: the messages to the same number from the same sender,
+/// created at most 5 minutes before the attempt started, with the same body (when it has one),
+/// whose SID no message of ours has yet — adopted only when the match is unambiguous.
 pub async fn find_lost_attempt(
     twilio: &TwilioClient,
     store: &Store,
     message: &MessageRecord,
     previous: &AttemptRecord,
-) -> Result<Option<TwilioMessage>, ReconcileError> {
+) -> Result<Lost, ReconcileError> {
     let to = message.to.whatsapp_address();
     let from = message.from.whatsapp_address();
     // Newest first; DateSent is not used because a message still queued at Twilio has none.
-    let candidates = twilio.list_messages(&to, &from).await?;
+    let listed = twilio.list_messages(&to, &from).await?;
     let earliest = previous.started_at - 5 * 60_000;
-    for candidate in candidates {
+    let mut candidates = Vec::new();
+    for candidate in listed {
         let created = candidate
             .date_created
             .as_deref()
@@ -39,8 +60,15 @@ pub async fn find_lost_attempt(
             .map(|d| (d.unix_timestamp_nanos() / 1_000_000) as i64);
         let same_content = message.body.is_none() || candidate.body == message.body;
         if created.is_some_and(|c| c >= earliest) && same_content && store.message_by_sid(&candidate.sid).await?.is_none() {
-            return Ok(Some(candidate));
+            candidates.push(candidate);
         }
     }
-    Ok(None)
+    if candidates.is_empty() {
+        return Ok(Lost::NotFound);
+    }
+    let rivals = store.lost_attempt_rivals(message, earliest).await?;
+    if candidates.len() == 1 && rivals == 0 {
+        return Ok(Lost::Found(candidates.remove(0)));
+    }
+    Ok(Lost::Ambiguous { candidates: candidates.len(), rivals })
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::backoff::backoff_delay;
 use super::pacing::Pacer;
-use super::reconcile::find_lost_attempt;
+use super::reconcile::{Lost, find_lost_attempt};
 use crate::config::WorkerConfig;
 use crate::domain::{AttemptResult, Content, ErrorClass, MessageId, MessageSid, PhoneNumber, now_ms};
 use crate::queue::{JobQueue, QueueError};
@@ -129,14 +129,14 @@ impl Sender {
     async fn resolve(&self, message: &MessageRecord, previous: &AttemptRecord, worker: &str) -> Result<Option<SendOutcome>, WorkerError> {
         let id = message.id;
         match find_lost_attempt(&self.twilio, &self.store, message, previous).await {
-            Ok(Some(found)) => {
+            Ok(Lost::Found(found)) => {
                 self.store.record_accepted(id, worker, previous.attempt, found.sid.clone(), true).await?;
                 self.queue.complete(id).await?;
                 tracing::info!(sid = %found.sid, attempt = previous.attempt, "an attempt whose answer was lost had reached Twilio; not sending again");
                 metrics::send("reconciled");
                 Ok(Some(SendOutcome::Accepted { sid: found.sid }))
             }
-            Ok(None) => {
+            Ok(Lost::NotFound) => {
                 let result = AttemptResult {
                     error_message: Some("no answer was recorded and Twilio has no such message".into()),
                     ..Default::default()
@@ -154,16 +154,28 @@ impl Sender {
                 metrics::send("dead_lettered");
                 Ok(Some(SendOutcome::Failed { code: None }))
             }
+            Ok(Lost::Ambiguous { candidates, rivals }) => {
+                // Guessing could give this message another's SID; its callbacks (which carry our
+                // id) will say which is its own.
+                tracing::info!(candidates, rivals, "an attempt whose answer was lost matches more than one message; asking again later");
+                metrics::send("reconcile_ambiguous");
+                self.ask_again_later(message, worker).await.map(Some)
+            }
             Err(e) => {
                 // Without knowing whether the earlier attempt went through, sending again could
                 // send twice: wait and ask again later.
-                let at = now_ms() + backoff_delay(1, self.config.retry_base, self.config.retry_max).as_millis() as i64;
                 tracing::warn!(error = %crate::telemetry::chain(&e), "cannot reconcile an attempt with an unknown outcome; will ask Twilio again");
-                self.store.release(id, worker, Some(at)).await?;
-                self.queue.reschedule(id, message.priority, at).await?;
-                Ok(Some(SendOutcome::Retrying { at }))
+                self.ask_again_later(message, worker).await.map(Some)
             }
         }
+    }
+
+    /// Releases `message` to be asked about again after a short delay, sending nothing.
+    async fn ask_again_later(&self, message: &MessageRecord, worker: &str) -> Result<SendOutcome, WorkerError> {
+        let at = now_ms() + backoff_delay(1, self.config.retry_base, self.config.retry_max).as_millis() as i64;
+        self.store.release(message.id, worker, Some(at)).await?;
+        self.queue.reschedule(message.id, message.priority, at).await?;
+        Ok(SendOutcome::Retrying { at })
     }
 
     fn create_request(&self, message: &MessageRecord) -> CreateMessage {

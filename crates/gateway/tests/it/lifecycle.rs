@@ -191,6 +191,45 @@ async fn lost_answer_is_reconciled_with_twilio_instead_of_sending_twice() {
 }
 
 #[tokio::test]
+async fn two_templates_to_one_number_whose_answers_are_both_lost_keep_their_own_sids() {
+    // Both requests reach Twilio and both answers are lost; a template has no body to tell the
+    // two messages at Twilio apart, so reconciling must not pick one by guess. The callbacks,
+    // which carry each message's id, say which is whose.
+    let mut options =
+        TestOptions { vars: vec![("TWILIO_TIMEOUT_MS", "300".into()), ("WORKER_LEASE_MS", "1000".into())], ..Default::default() };
+    options.emulator.delays = twilio_emulator::LifecycleDelays {
+        to_sent: Duration::from_secs(2),
+        to_delivered: Duration::from_millis(2100),
+        to_read: Duration::from_millis(2200),
+    };
+    let app = TestApp::spawn_with(options).await;
+    // Eight numbers, two messages each, all at once: which worker asks Twilio first is up to the
+    // scheduler, and a guess goes wrong only for some orders.
+    let numbers: Vec<String> = (112..120).map(|n| format!("+14155550{n}")).collect();
+    let template = format!("HX{}", "d".repeat(32));
+    let mut pairs = Vec::new();
+    for to in &numbers {
+        app.emulator.set_behaviour(to, Behaviour { latency_ms: Some(1_500), ..Default::default() });
+        let a = app.send_ok(json!({"to": to, "content_sid": template})).await.id;
+        let b = app.send_ok(json!({"to": to, "content_sid": template})).await.id;
+        pairs.push((to, [a, b]));
+    }
+    for (to, ids) in pairs {
+        let mut sids = Vec::new();
+        for id in ids {
+            let done = app.wait_for_status(id, Read).await;
+            let sid = done.message.message_sid.clone().expect("a SID");
+            let callback = app.emulator.status_callback(sid.as_str()).expect("Twilio has the message");
+            assert!(callback.ends_with(&format!("mid={id}")), "message {id} holds the SID of the message Twilio created for {callback}");
+            sids.push(sid);
+        }
+        assert_ne!(sids[0], sids[1]);
+        assert_eq!(app.emulator.counters().created_to(to), 2, "each sent exactly once");
+    }
+    app.finish().await;
+}
+
+#[tokio::test]
 async fn priority_one_is_sent_before_priority_ten() {
     let app = TestApp::spawn_with(TestOptions { vars: vec![("WORKER_CONCURRENCY", "1".into())], ..Default::default() }).await;
     let later = OffsetDateTime::now_utc() + time::Duration::milliseconds(700);
