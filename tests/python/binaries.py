@@ -1,9 +1,14 @@
-"""Where the Rust binaries under test are: `$GATEWAY_BIN`, or `whatsapp-gateway` in cargo's debug
-output directory (`$CARGO_TARGET_DIR`, default `target/` at the repository root)."""
+"""Where the Rust binaries under test are (`$GATEWAY_BIN`, or `whatsapp-gateway` in cargo's debug
+output directory: `$CARGO_TARGET_DIR`, default `target/` at the repository root), and running
+them: a free port, waiting for /healthz, stopping."""
 
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,8 +30,6 @@ def gateway_binary() -> Path:
 
 def free_port() -> int:
     """A TCP port free on the loopback interface right now."""
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -35,9 +38,6 @@ def free_port() -> int:
 def wait_healthy(process, base_url: str, log_path: Path, seconds: float = 30.0) -> None:
     """Waits until the gateway at `base_url` answers /healthz 200; fails with its log if it exits or
     does not answer in time."""
-    import time
-    import urllib.request
-
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -55,8 +55,6 @@ def wait_healthy(process, base_url: str, log_path: Path, seconds: float = 30.0) 
 
 def stop(process) -> None:
     """Terminates a child process, killing it if it does not exit within 5 s."""
-    import subprocess
-
     if process.poll() is None:
         process.terminate()
         try:

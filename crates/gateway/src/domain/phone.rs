@@ -74,17 +74,10 @@ impl PhoneNumber {
     /// the OpenAPI document states the same pattern, so a client knows the syntax beforehand.
     pub fn parse_exact(input: &str) -> Result<Self, PhoneNumberError> {
         let raw = input.strip_prefix(WHATSAPP_PREFIX).unwrap_or(input);
-        if raw.is_empty() {
-            return Err(PhoneNumberError::Empty);
-        }
         if raw.chars().count() > 32 {
             return Err(PhoneNumberError::TooLong(raw.chars().count()));
         }
-        let Some(digits) = raw.strip_prefix('+') else {
-            return Err(PhoneNumberError::MissingPlus(raw.to_owned()));
-        };
-        let syntax = (7..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
-        if !syntax {
+        if e164_digits(raw)?.starts_with('0') {
             return Err(PhoneNumberError::NotE164(raw.to_owned()));
         }
         Self::parse(raw)
@@ -95,12 +88,7 @@ impl PhoneNumber {
     /// check (a range newer than the metadata).
     pub fn parse_received(input: &str) -> Result<Self, PhoneNumberError> {
         let raw = input.strip_prefix(WHATSAPP_PREFIX).unwrap_or(input);
-        let Some(digits) = raw.strip_prefix('+') else {
-            return Err(if raw.is_empty() { PhoneNumberError::Empty } else { PhoneNumberError::MissingPlus(raw.to_owned()) });
-        };
-        if !((7..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())) {
-            return Err(PhoneNumberError::NotE164(raw.to_owned()));
-        }
+        e164_digits(raw)?;
         Ok(Self::parse(raw).unwrap_or_else(|_| Self(raw.to_owned())))
     }
 
@@ -112,6 +100,18 @@ impl PhoneNumber {
     /// The WhatsApp channel address Twilio expects: `whatsapp:+14155550100`.
     pub fn whatsapp_address(&self) -> String {
         format!("{WHATSAPP_PREFIX}{}", self.0)
+    }
+}
+
+/// The digits of `raw` if it is `+` and 7 to 15 ASCII digits, nothing else.
+fn e164_digits(raw: &str) -> Result<&str, PhoneNumberError> {
+    let Some(digits) = raw.strip_prefix('+') else {
+        return Err(if raw.is_empty() { PhoneNumberError::Empty } else { PhoneNumberError::MissingPlus(raw.to_owned()) });
+    };
+    if (7..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(digits)
+    } else {
+        Err(PhoneNumberError::NotE164(raw.to_owned()))
     }
 }
 

@@ -213,8 +213,8 @@ impl ApiError {
 /// Handlers' answers (problem details, JSON, TwiML, Prometheus text) pass untouched: only an error
 /// status with no content type or `text/plain` is rewritten.
 pub async fn framework_errors_as_problems(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    // Cheap clones (a standard method is a tag, a URI shares its bytes): no allocation per request.
+    let (method, uri) = (request.method().clone(), request.uri().clone());
     let response = next.run(request).await;
     let status = response.status();
     let plain = match response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
@@ -230,11 +230,12 @@ pub async fn framework_errors_as_problems(request: axum::extract::Request, next:
         Err(_) => String::new(),
     };
     let error = match status {
-        StatusCode::NOT_FOUND => ApiError::NotFound(format!("no endpoint at `{path}`")),
+        StatusCode::NOT_FOUND => ApiError::NotFound(format!("no endpoint at `{}`", uri.path())),
         // The router adds `Allow` around this layer, so it is on the answer but not seen here.
-        StatusCode::METHOD_NOT_ALLOWED => {
-            ApiError::MethodNotAllowed(format!("`{method}` is not served at `{path}`; the `Allow` header lists the methods that are"))
-        }
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed(format!(
+            "`{method}` is not served at `{}`; the `Allow` header lists the methods that are",
+            uri.path()
+        )),
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(text),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(text),
         s if s.is_server_error() => ApiError::Internal(format!("the framework answered {s}: {text}").into()),
