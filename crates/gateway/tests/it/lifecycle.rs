@@ -168,10 +168,10 @@ async fn immediate_mode_answers_201_with_the_sid() {
     app.finish().await;
 }
 
-#[tokio::test]
-async fn lost_answer_is_reconciled_with_twilio_instead_of_sending_twice() {
-    // Twilio stores the message, then answers after the gateway has stopped waiting.
-    // Callbacks come late, so only asking Twilio can tell that the message exists.
+/// A gateway that stops waiting for Twilio after 300 ms, and an emulator whose callbacks come
+/// 2 s late: with a recipient's latency above 300 ms, the answer is lost and only asking Twilio
+/// (or, later, the callbacks) can tell that the message exists.
+fn lost_answers() -> TestOptions {
     let mut options =
         TestOptions { vars: vec![("TWILIO_TIMEOUT_MS", "300".into()), ("WORKER_LEASE_MS", "1000".into())], ..Default::default() };
     options.emulator.delays = twilio_emulator::LifecycleDelays {
@@ -179,7 +179,14 @@ async fn lost_answer_is_reconciled_with_twilio_instead_of_sending_twice() {
         to_delivered: Duration::from_millis(2100),
         to_read: Duration::from_millis(2200),
     };
-    let app = TestApp::spawn_with(options).await;
+    options
+}
+
+#[tokio::test]
+async fn lost_answer_is_reconciled_with_twilio_instead_of_sending_twice() {
+    // Twilio stores the message, then answers after the gateway has stopped waiting.
+    // Callbacks come late, so only asking Twilio can tell that the message exists.
+    let app = TestApp::spawn_with(lost_answers()).await;
     app.open_window("+14155550109");
     app.emulator.set_behaviour("+14155550109", Behaviour { latency_ms: Some(1_500), ..Default::default() });
     let id = app.send_ok(text_message("+14155550109")).await.id;
@@ -195,14 +202,7 @@ async fn two_templates_to_one_number_whose_answers_are_both_lost_keep_their_own_
     // Both requests reach Twilio and both answers are lost; a template has no body to tell the
     // two messages at Twilio apart, so reconciling must not pick one by guess. The callbacks,
     // which carry each message's id, say which is whose.
-    let mut options =
-        TestOptions { vars: vec![("TWILIO_TIMEOUT_MS", "300".into()), ("WORKER_LEASE_MS", "1000".into())], ..Default::default() };
-    options.emulator.delays = twilio_emulator::LifecycleDelays {
-        to_sent: Duration::from_secs(2),
-        to_delivered: Duration::from_millis(2100),
-        to_read: Duration::from_millis(2200),
-    };
-    let app = TestApp::spawn_with(options).await;
+    let app = TestApp::spawn_with(lost_answers()).await;
     // Eight numbers, two messages each, all at once: which worker asks Twilio first is up to the
     // scheduler, and a guess goes wrong only for some orders.
     let numbers: Vec<String> = (112..120).map(|n| format!("+14155550{n}")).collect();

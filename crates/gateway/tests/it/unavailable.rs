@@ -16,6 +16,21 @@ fn sign(app: &TestApp, path: &str, params: &[(&str, &str)]) -> String {
     twilio_signature::compute(app.emulator.auth_token().as_bytes(), &app.url(path), params)
 }
 
+/// Locks the messages table from another connection (the returned one, in an open transaction:
+/// `COMMIT` on it lets go) and starts `requests` list requests that wait on it, each answering its
+/// status when it is let through or refused.
+async fn lock_messages_under(app: &TestApp, url: &str, requests: usize) -> (sqlx::PgConnection, Vec<tokio::task::JoinHandle<u16>>) {
+    let mut blocker = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE messages IN ACCESS EXCLUSIVE MODE").execute(&mut blocker).await.unwrap();
+    let stuck = (0..requests)
+        .map(|_| {
+            let (http, url, token) = (app.http.clone(), app.url("/api/v1/whatsapp/messages"), app.token.clone());
+            tokio::spawn(async move { http.get(url).bearer_auth(token).send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    (blocker, stuck)
+}
+
 /// Every kind of request, each expected to answer `expected`.
 async fn every_endpoint(app: &TestApp, id: &str) -> Vec<(String, reqwest::Response)> {
     let status = [("MessageSid", "SM00000000000000000000000000000aaa"), ("MessageStatus", "sent")];
@@ -98,14 +113,7 @@ async fn with_the_pool_full_requests_answer_503_instead_of_waiting() {
     let id = app.send_ok(json!({"to": "+14155550192", "body": "x", "send_at": later})).await.id;
 
     // Another client holds the messages table: every query on it waits, holding its connection.
-    let mut blocker = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::raw_sql("BEGIN; LOCK TABLE messages IN ACCESS EXCLUSIVE MODE").execute(&mut blocker).await.unwrap();
-    let stuck: Vec<_> = (0..3)
-        .map(|_| {
-            let (http, url, token) = (app.http.clone(), app.url("/api/v1/whatsapp/messages"), app.token.clone());
-            tokio::spawn(async move { http.get(url).bearer_auth(token).send().await.unwrap().status().as_u16() })
-        })
-        .collect();
+    let (mut blocker, stuck) = lock_messages_under(&app, &url, 3).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = tokio::time::Instant::now();
     for (what, response) in [
@@ -151,14 +159,7 @@ async fn readiness_answers_within_its_probe_timeout_while_the_pool_waits_far_lon
     assert_eq!(app.http.get(app.url("/readyz")).send().await.unwrap().status(), 200);
 
     // Requests stuck on a locked table hold every connection of the pool.
-    let mut blocker = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::raw_sql("BEGIN; LOCK TABLE messages IN ACCESS EXCLUSIVE MODE").execute(&mut blocker).await.unwrap();
-    let stuck: Vec<_> = (0..2)
-        .map(|_| {
-            let (http, url, token) = (app.http.clone(), app.url("/api/v1/whatsapp/messages"), app.token.clone());
-            tokio::spawn(async move { http.get(url).bearer_auth(token).send().await.unwrap().status().as_u16() })
-        })
-        .collect();
+    let (mut blocker, stuck) = lock_messages_under(&app, &url, 2).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let started = tokio::time::Instant::now();
