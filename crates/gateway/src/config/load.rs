@@ -116,7 +116,7 @@ impl Config {
             webhook_per_min: v.parsed("RATE_LIMIT_WEBHOOK_PER_MIN", 200u32)?,
             api_per_min,
             send_per_min: v.parsed("RATE_LIMIT_SEND_PER_MIN", api_per_min)?,
-            burst: v.parsed("RATE_LIMIT_BURST", 50u32)?,
+            burst: v.parsed("RATE_LIMIT_BURST", 0u32)?,
         };
         for (name, value) in [
             ("RATE_LIMIT_WEBHOOK_PER_MIN", rate_limits.webhook_per_min),

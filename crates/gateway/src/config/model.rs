@@ -58,17 +58,18 @@ pub struct InboundConfig {
     pub forward_url: Option<String>,
 }
 
-/// Request rate limits (per minute, with a burst allowance).
+/// Request rate limits: sliding one-minute windows, with an optional bound per second.
 #[derive(Debug, Clone)]
 pub struct RateLimits {
     /// Webhook requests per minute per client IP (`RATE_LIMIT_WEBHOOK_PER_MIN`, default 200).
     pub webhook_per_min: u32,
     /// API requests per minute per token subject (`RATE_LIMIT_API_PER_MIN`, default 1000).
     pub api_per_min: u32,
-    /// `POST /send` requests per minute per token subject (`RATE_LIMIT_SEND_PER_MIN`, default
-    /// the API limit).
+    /// Messages per minute per token subject through `POST /send` and `POST /send/batch` (each
+    /// item of a batch counts) (`RATE_LIMIT_SEND_PER_MIN`, default the API limit).
     pub send_per_min: u32,
-    /// Extra requests allowed at once above the steady rate (`RATE_LIMIT_BURST`, default 50).
+    /// The most requests (or batch items) of one bucket in any one second (`RATE_LIMIT_BURST`;
+    /// default 0: no bound beyond the minute's allowance, which a client may spend at once).
     pub burst: u32,
 }
 

@@ -1,5 +1,6 @@
-//! Rate limits: per token subject on the API (with its own limit for `POST /send`), and per client
-//! IP on the webhooks, GCRA with a burst allowance, shared across instances through the
+//! Rate limits: per token subject on the API (with its own limit for `POST /send`, where each item
+//! of a batch counts), and per client IP on the webhooks: sliding one-minute windows with an
+//! optional bound per second, shared across instances through the
 //! [`SharedState`](crate::shared::SharedState) (Redis in production). Answers carry `RateLimit-*`
 //! headers; a refusal is a 429 problem with `Retry-After`.
 //!
@@ -18,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::paths;
 use super::problem::ApiError;
-use crate::shared::{RateDecision, RateLimit};
+use crate::shared::{BURST_WINDOW, RateDecision, RateLimit};
 use crate::state::AppState;
 use crate::telemetry::metrics;
 
@@ -62,7 +63,7 @@ fn set_headers(headers: &mut HeaderMap, limit: &RateLimit, decision: &RateDecisi
         ("ratelimit-limit", limit.per_period.to_string()),
         ("ratelimit-remaining", decision.remaining.to_string()),
         ("ratelimit-reset", secs(decision.reset_after)),
-        ("ratelimit-policy", format!("{};w={};burst={}", limit.per_period, limit.period.as_secs(), limit.burst)),
+        ("ratelimit-policy", policy(limit)),
     ];
     for (name, value) in pairs {
         if let Ok(value) = HeaderValue::from_str(&value) {
@@ -76,13 +77,19 @@ fn set_headers(headers: &mut HeaderMap, limit: &RateLimit, decision: &RateDecisi
     }
 }
 
+/// The limit as the IETF draft's `RateLimit-Policy`: `1000;w=60`, with `, 20;w=1` for a burst bound.
+fn policy(limit: &RateLimit) -> String {
+    let minute = format!("{};w={}", limit.per_period, limit.period.as_secs());
+    if limit.burst == 0 { minute } else { format!("{minute}, {};w={}", limit.burst, BURST_WINDOW.as_secs()) }
+}
+
 /// Counts a webhook request whose signature was refused against its client IP; `Some(429)` once
 /// that IP has sent too many.
 pub async fn webhook_refusal(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<Response> {
     let limits = &state.rate_limits;
     let limit = per_minute(limits.webhook_per_min, limits.burst);
     let ip = state.transport.client_ip(headers, peer).map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-    let decision = state.shared.rate_limit(&format!("webhook:ip:{ip}"), limit).await.ok()?;
+    let decision = state.shared.rate_limit(&format!("webhook:ip:{ip}"), limit, 1).await.ok()?;
     if decision.allowed {
         return None;
     }
@@ -100,7 +107,7 @@ pub async fn webhook_refusal(state: &AppState, headers: &HeaderMap, peer: Option
 /// Counts the request and refuses it with 429 when its bucket is empty.
 pub async fn limit(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let Some((key, limit)) = bucket(&state, &mut request) else { return next.run(request).await };
-    let decision = match state.shared.rate_limit(&key, limit).await {
+    let decision = match state.shared.rate_limit(&key, limit, 1).await {
         Ok(decision) => decision,
         Err(e) => {
             // Failing open: an outage of the shared store must not take the API down with it.

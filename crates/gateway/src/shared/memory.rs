@@ -2,14 +2,15 @@
 //! entries are dropped when read and swept whenever a map has doubled since its last sweep, so
 //! memory stays proportional to the entries alive within their TTLs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::gcra::{Gcra, reserve};
+use super::gcra::reserve;
 use super::state::{IdempotencyState, RateDecision, RateLimit, Reservation, SharedError, SharedState};
+use super::window::Window;
 
 /// Smallest map size at which a sweep of expired entries is considered.
 const MIN_SWEEP_LEN: usize = 1024;
@@ -25,7 +26,7 @@ pub struct MemoryState {
 struct Maps {
     pace: Expiring<i64>,
     idempotency: Expiring<Idempotency>,
-    rates: Expiring<i64>,
+    rates: Expiring<VecDeque<i64>>,
 }
 
 #[derive(Debug, Clone)]
@@ -83,13 +84,14 @@ impl SharedState for MemoryState {
         Ok(())
     }
 
-    async fn rate_limit(&self, key: &str, limit: RateLimit) -> Result<RateDecision, SharedError> {
-        let gcra = Gcra::new(limit);
+    async fn rate_limit(&self, key: &str, limit: RateLimit, cost: u32) -> Result<RateDecision, SharedError> {
+        let window = Window::new(limit);
         Ok(self.with_maps(|maps, now| {
             let now_us = i64::try_from(now.duration_since(self.origin).as_micros()).unwrap_or(i64::MAX / 4);
-            let (decision, new_tat) = gcra.decide(now_us, maps.rates.get(key, now).copied());
-            if let Some(tat) = new_tat {
-                maps.rates.insert(key, tat, now + decision.reset_after, now);
+            let mut log = maps.rates.take(key, now).unwrap_or_default();
+            let decision = window.take(&mut log, now_us, cost);
+            if !log.is_empty() {
+                maps.rates.insert(key, log, now + decision.reset_after, now);
             }
             decision
         }))
@@ -147,6 +149,11 @@ impl<V> Expiring<V> {
             self.sweep_at_len = (self.entries.len() * 2).max(MIN_SWEEP_LEN);
         }
         self.entries.insert(key.to_owned(), (expires, value));
+    }
+
+    /// Removes and returns the live value for `key`.
+    fn take(&mut self, key: &str, now: Instant) -> Option<V> {
+        self.entries.remove(key).filter(|(expires, _)| *expires > now).map(|(_, value)| value)
     }
 
     fn remove(&mut self, key: &str) {

@@ -1,7 +1,8 @@
 //! Shared state in Redis, for several instances. Each operation touches one key, so it is
 //! cluster-safe without a common hash tag (which would put every key of a deployment in one slot):
 //! keys are `wg:<prefix>:idem:<key>` (a hash: `state`, `fp`, `status`, `body`),
-//! `wg:<prefix>:rate:<key>` and `wg:<prefix>:pace:<key>` (theoretical arrival times, µs). The
+//! `wg:<prefix>:rate:<key>` (a sorted set of arrival times, µs) and `wg:<prefix>:pace:<key>`
+//! (a theoretical arrival time, µs). The
 //! scripts read the clock with Redis `TIME`, so every instance uses the same clock.
 
 use std::fmt;
@@ -11,8 +12,9 @@ use ::redis::Script;
 use async_trait::async_trait;
 
 use super::connection::{RedisConnection, timed, valid_prefix};
-use super::gcra::{Gcra, micros};
+use super::gcra::micros;
 use super::state::{IdempotencyState, RateDecision, RateLimit, Reservation, SharedError, SharedState};
+use super::window::Window;
 
 /// Answers the stored record, or takes the key (in flight) if there is none.
 const IDEMPOTENCY_BEGIN: &str = r"
@@ -32,21 +34,37 @@ if redis.call('HGET', KEYS[1], 'state') == 'inflight' then redis.call('DEL', KEY
 return 0
 ";
 
-/// GCRA, the same arithmetic as `Gcra::decide`. ARGV: emission interval and burst offset (µs).
-/// Returns {allowed, remaining, retry_after_us, reset_after_us}.
-const GCRA: &str = r"
+/// Sliding-window log, the same arithmetic as `Window::take`: a sorted set of arrival times (µs)
+/// with unique members. ARGV: period (µs), limit, burst window (µs), burst, cost, member prefix.
+/// Returns {granted, remaining, retry_after_us, reset_after_us}.
+const WINDOW: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local emission = tonumber(ARGV[1])
-local burst_offset = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now) or now
-if tat < now then tat = now end
-local new_tat = tat + emission
-local diff = now - (new_tat - burst_offset)
-if diff < 0 then return {0, 0, -diff, tat - now} end
-local reset_after = new_tat - now
-redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil(reset_after / 1000))
-return {1, math.floor(diff / emission), 0, reset_after}
+local period, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+local burst_us, burst = tonumber(ARGV[3]), tonumber(ARGV[4])
+local cost = tonumber(ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - period)
+local count = redis.call('ZCARD', KEYS[1])
+local recent = redis.call('ZCOUNT', KEYS[1], string.format('(%d', now - burst_us), '+inf')
+local granted = math.max(0, math.min(cost, limit - count, burst - recent))
+for i = 1, granted do redis.call('ZADD', KEYS[1], now, ARGV[6] .. ':' .. i) end
+count, recent = count + granted, recent + granted
+local retry = 0
+if count >= limit then
+  local e = redis.call('ZRANGE', KEYS[1], count - limit, count - limit, 'WITHSCORES')
+  retry = math.max(retry, tonumber(e[2]) + period - now)
+end
+if recent >= burst then
+  local e = redis.call('ZRANGE', KEYS[1], count - burst, count - burst, 'WITHSCORES')
+  retry = math.max(retry, tonumber(e[2]) + burst_us - now)
+end
+local reset = 0
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if oldest[2] then
+  reset = tonumber(oldest[2]) + period - now
+  redis.call('PEXPIRE', KEYS[1], math.ceil(reset / 1000) + 1)
+end
+return {granted, math.max(0, math.min(limit - count, burst - recent)), retry, reset}
 ";
 
 /// Slot reservations, the same arithmetic as `gcra::reserve`. ARGV: spacing, count, ahead (µs).
@@ -77,7 +95,7 @@ pub struct RedisState {
 struct Scripts {
     begin: Script,
     abandon: Script,
-    gcra: Script,
+    window: Script,
     reserve: Script,
 }
 
@@ -96,7 +114,7 @@ impl RedisState {
         let scripts = Scripts {
             begin: Script::new(IDEMPOTENCY_BEGIN),
             abandon: Script::new(IDEMPOTENCY_ABANDON),
-            gcra: Script::new(GCRA),
+            window: Script::new(WINDOW),
             reserve: Script::new(RESERVE),
         };
         Ok(Self { conn, prefix: prefix.to_owned(), scripts })
@@ -140,16 +158,20 @@ impl SharedState for RedisState {
         Ok(())
     }
 
-    async fn rate_limit(&self, key: &str, limit: RateLimit) -> Result<RateDecision, SharedError> {
-        let gcra = Gcra::new(limit);
-        let mut invocation = self.scripts.gcra.key(self.key("rate", key));
-        invocation.arg(gcra.emission_us).arg(gcra.burst_offset_us);
-        let (allowed, remaining, retry_after, reset_after): (i64, i64, i64, i64) =
+    async fn rate_limit(&self, key: &str, limit: RateLimit, cost: u32) -> Result<RateDecision, SharedError> {
+        let window = Window::new(limit);
+        let mut invocation = self.scripts.window.key(self.key("rate", key));
+        // Members must be unique per arrival, across instances: a random prefix per call.
+        let member = format!("{:016x}", fastrand::u64(..));
+        invocation.arg(window.period_us).arg(window.limit).arg(window.burst_us).arg(window.burst).arg(cost).arg(member);
+        let (granted, remaining, retry_after, reset_after): (i64, i64, i64, i64) =
             timed("rate_limit", invocation.invoke_async(&mut self.conn.clone())).await?;
+        let granted = u32::try_from(granted).unwrap_or(0);
         Ok(RateDecision {
-            allowed: allowed == 1,
+            allowed: granted == cost,
+            granted,
             remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
-            retry_after: micros(retry_after),
+            retry_after: if granted == cost { Duration::ZERO } else { micros(retry_after) },
             reset_after: micros(reset_after),
         })
     }

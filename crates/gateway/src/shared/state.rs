@@ -39,27 +39,30 @@ pub enum IdempotencyState {
     },
 }
 
-/// A rate: `per_period` requests per `period`, with up to `burst` requests at once.
+/// A rate: at most `per_period` requests in any `period` (a sliding window), and at most `burst`
+/// in any [`BURST_WINDOW`](super::BURST_WINDOW).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
-    /// Requests allowed per `period` in the long run (0 is treated as 1).
+    /// Requests allowed in any `period` (0 is treated as 1).
     pub per_period: u32,
-    /// The period the rate is expressed over.
+    /// The sliding window the allowance is counted over.
     pub period: Duration,
-    /// How many requests may arrive at once after a quiet spell (the bucket size; 0 is treated as 1).
+    /// Requests allowed in any one second (0: no bound beyond `per_period`).
     pub burst: u32,
 }
 
 /// The answer of the rate limiter to one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateDecision {
-    /// Whether the request may proceed (it has been counted if so).
+    /// Whether every request asked for may proceed (each one granted has been counted).
     pub allowed: bool,
+    /// How many of the requests asked for were granted (and counted).
+    pub granted: u32,
     /// How many more requests would be allowed right now.
     pub remaining: u32,
     /// When refused: how long until one request would be allowed. Zero when allowed.
     pub retry_after: Duration,
-    /// How long until the limiter is back to a full burst.
+    /// How long until the oldest counted request leaves the window (and the allowance grows).
     pub reset_after: Duration,
 }
 
@@ -88,8 +91,9 @@ pub trait SharedState: Send + Sync + 'static {
     /// Releases an in-flight key after a failure, so a retry can take it. A completed record is kept.
     async fn idempotency_abandon(&self, key: &str) -> Result<(), SharedError>;
 
-    /// Counts one request against `limit` for `key` (GCRA) and says whether it may proceed.
-    async fn rate_limit(&self, key: &str, limit: RateLimit) -> Result<RateDecision, SharedError>;
+    /// Counts up to `cost` requests against `limit` for `key` (sliding windows) and says how many
+    /// may proceed; refused ones are not counted.
+    async fn rate_limit(&self, key: &str, limit: RateLimit, cost: u32) -> Result<RateDecision, SharedError>;
 
     /// Reserves up to `count` send slots of `key`, one every `spacing`, at most `ahead` beyond
     /// now; every instance reserving on the same key gets slots after the others' (pacing).

@@ -66,7 +66,40 @@ async fn a_key_still_in_flight_is_a_409() {
 }
 
 #[tokio::test]
-async fn api_rate_limit_is_per_token_with_burst_and_headers() {
+async fn a_token_within_its_minute_is_never_refused_and_the_next_request_is() {
+    // The default limits (1,000 API requests per minute per token, no bound per second).
+    let app = TestApp::spawn_with(TestOptions { vars: vec![("RATE_LIMIT_API_PER_MIN", "1000".into())], ..Default::default() }).await;
+    let url = app.url("/api/v1/whatsapp/messages?limit=1");
+    let started = std::time::Instant::now();
+    let mut refused = Vec::new();
+    // 1,000 requests in 5 seconds: 50 rounds of 20 concurrent requests, one round every 100 ms.
+    let mut ticks = tokio::time::interval(std::time::Duration::from_millis(100));
+    for round in 0..50 {
+        ticks.tick().await;
+        let requests = (0..20).map(|_| app.http.get(&url).bearer_auth(&app.token).send());
+        for (n, response) in futures_util::future::join_all(requests).await.into_iter().enumerate() {
+            let response = response.unwrap();
+            if response.status() != 200 {
+                refused.push((round * 20 + n, response.status().as_u16()));
+            }
+        }
+    }
+    assert_eq!(refused, [], "no request within the allowance is refused");
+    let elapsed = started.elapsed();
+    let over = app.http.get(&url).bearer_auth(&app.token).send().await.unwrap();
+    assert_eq!(over.status(), 429, "the 1,001st within the minute");
+    let retry_after: u64 = over.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let left = 60u64.saturating_sub(elapsed.as_secs());
+    assert!(retry_after <= 60 && retry_after + 1 >= left, "the first request leaves the window ~{left} s from now: {retry_after}");
+    assert_eq!(over.headers()["ratelimit-limit"], "1000");
+    assert_eq!(over.headers()["ratelimit-remaining"], "0");
+    assert_eq!(over.headers()["ratelimit-policy"], "1000;w=60");
+    assert_eq!(problem(over).await.0, 429);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn api_rate_limit_is_per_token_with_a_burst_bound_and_headers() {
     let app = TestApp::spawn_with(TestOptions {
         vars: vec![("RATE_LIMIT_API_PER_MIN", "6".into()), ("RATE_LIMIT_BURST", "3".into())],
         ..Default::default()
@@ -80,17 +113,30 @@ async fn api_rate_limit_is_per_token_with_burst_and_headers() {
         statuses.push(r.status().as_u16());
         last = Some(r);
     }
-    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    assert_eq!(statuses, [200, 200, 200, 429, 429], "at most 3 in any second");
     let refused = last.unwrap();
-    let retry_after: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!((1..=10).contains(&retry_after), "one request every 10 s: retry after {retry_after}");
+    assert_eq!(refused.headers()["retry-after"], "1", "the burst second is over within 1 s");
     assert_eq!(refused.headers()["ratelimit-limit"], "6");
     assert_eq!(refused.headers()["ratelimit-remaining"], "0");
+    assert_eq!(refused.headers()["ratelimit-policy"], "6;w=60, 3;w=1");
     assert_eq!(refused.headers()["content-type"], "application/problem+json");
     let other = mint_token(&JWT_SECRET.to_owned().into(), "someone-else", 600).unwrap();
     let theirs = app.http.get(&url).bearer_auth(&other).send().await.unwrap();
     assert_eq!(theirs.status(), 200, "another subject has its own bucket");
     assert_eq!(theirs.headers()["ratelimit-remaining"], "2");
+
+    // After the burst second, the rest of the minute's allowance: 3 more, then the minute is full.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for _ in 0..4 {
+        let r = app.http.get(&url).bearer_auth(&app.token).send().await.unwrap();
+        statuses.push(r.status().as_u16());
+        last = Some(r);
+    }
+    assert_eq!(statuses, [200, 200, 200, 429], "6 in the minute");
+    let retry_after: u64 = last.unwrap().headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((55..=60).contains(&retry_after), "the minute's first request leaves in ~59 s: {retry_after}");
     app.finish().await;
 }
 

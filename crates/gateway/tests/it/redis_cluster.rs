@@ -254,7 +254,7 @@ async fn check_queue(queue: &RedisQueue, store: &Store) {
 async fn check_state(state: &RedisState, round: &str, keys: usize) {
     state.ping().await.unwrap();
     let ttl = Duration::from_secs(60);
-    let limit = RateLimit { per_period: 1, period: Duration::from_secs(60), burst: 2 };
+    let limit = RateLimit { per_period: 2, period: Duration::from_secs(60), burst: 0 };
     for i in 0..keys {
         let key = format!("{round}-{i}");
         let slots = state.reserve(&key, Duration::from_millis(10), 3, Duration::from_millis(30)).await.unwrap();
@@ -272,11 +272,11 @@ async fn check_state(state: &RedisState, round: &str, keys: usize) {
         assert!(matches!(state.idempotency_begin(&key, "fp", ttl).await.unwrap(), IdempotencyState::Completed { .. }));
 
         let decisions = [
-            state.rate_limit(&key, limit).await.unwrap(),
-            state.rate_limit(&key, limit).await.unwrap(),
-            state.rate_limit(&key, limit).await.unwrap(),
+            state.rate_limit(&key, limit, 1).await.unwrap(),
+            state.rate_limit(&key, limit, 1).await.unwrap(),
+            state.rate_limit(&key, limit, 1).await.unwrap(),
         ];
-        assert_eq!(decisions.map(|d| d.allowed), [true, true, false], "burst of 2 for {key}");
+        assert_eq!(decisions.map(|d| d.allowed), [true, true, false], "2 per minute for {key}");
         assert_eq!(decisions[1].remaining, 0);
         assert!(decisions[2].retry_after > Duration::ZERO);
     }

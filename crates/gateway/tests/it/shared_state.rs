@@ -76,36 +76,44 @@ async fn abandoned_or_expired_in_flight_keys_can_be_taken_again(state: impl Shar
     state.idempotency_abandon(&random_key("never-seen")).await.unwrap();
 }
 
-/// 5 per second, burst 3: one request every 200 ms after the first three.
-const LIMIT: RateLimit = RateLimit { per_period: 5, period: Duration::from_secs(1), burst: 3 };
+/// 5 in any 2 s, at most 3 in any second.
+const LIMIT: RateLimit = RateLimit { per_period: 5, period: Duration::from_secs(2), burst: 3 };
 
-async fn rate_limit_allows_a_burst_then_refuses_until_it_refills(state: impl SharedState) {
+async fn rate_limit_counts_a_sliding_window_with_a_burst_bound(state: impl SharedState) {
     let key = random_key("rate");
     let mut remaining = Vec::new();
     for _ in 0..3 {
-        let d = state.rate_limit(&key, LIMIT).await.unwrap();
-        assert!(d.allowed, "{d:?}");
+        let d = state.rate_limit(&key, LIMIT, 1).await.unwrap();
+        assert!(d.allowed && d.granted == 1, "{d:?}");
         assert_eq!(d.retry_after, Duration::ZERO);
         remaining.push(d.remaining);
     }
-    assert_eq!(remaining, [2, 1, 0]);
+    assert_eq!(remaining, [2, 1, 0], "the burst bound is the tighter one");
 
-    let refused = state.rate_limit(&key, LIMIT).await.unwrap();
-    assert!(!refused.allowed, "{refused:?}");
+    let refused = state.rate_limit(&key, LIMIT, 1).await.unwrap();
+    assert!(!refused.allowed && refused.granted == 0, "{refused:?}");
     assert_eq!(refused.remaining, 0);
-    assert!(refused.retry_after > Duration::from_millis(100) && refused.retry_after <= Duration::from_millis(200), "{refused:?}");
-    assert!(refused.reset_after > Duration::from_millis(500) && refused.reset_after <= Duration::from_millis(600), "{refused:?}");
-    assert!(state.rate_limit(&random_key("rate"), LIMIT).await.unwrap().allowed, "keys are independent");
+    assert!(refused.retry_after > Duration::from_millis(800) && refused.retry_after <= Duration::from_secs(1), "{refused:?}");
+    assert!(refused.reset_after > Duration::from_millis(1800) && refused.reset_after <= Duration::from_secs(2), "{refused:?}");
+    assert!(state.rate_limit(&random_key("rate"), LIMIT, 1).await.unwrap().allowed, "keys are independent");
 
+    // Out of the burst second, but still inside the 2 s window: two more fit the allowance.
     tokio::time::sleep(refused.retry_after + Duration::from_millis(20)).await;
-    let one_more = state.rate_limit(&key, LIMIT).await.unwrap();
-    assert!(one_more.allowed, "{one_more:?}");
-    assert_eq!(one_more.remaining, 0);
-    assert!(!state.rate_limit(&key, LIMIT).await.unwrap().allowed);
+    let fourth = state.rate_limit(&key, LIMIT, 1).await.unwrap();
+    assert!(fourth.allowed && fourth.remaining == 1, "{fourth:?}");
+    let fifth = state.rate_limit(&key, LIMIT, 1).await.unwrap();
+    assert!(fifth.allowed && fifth.remaining == 0, "{fifth:?}");
+    let over = state.rate_limit(&key, LIMIT, 1).await.unwrap();
+    assert!(!over.allowed, "{over:?}");
+    assert!(over.retry_after <= Duration::from_secs(1), "the first three leave the 2 s window first: {over:?}");
 
     tokio::time::sleep(LIMIT.period).await;
-    let refilled = state.rate_limit(&key, LIMIT).await.unwrap();
-    assert!(refilled.allowed && refilled.remaining == 2, "full burst again after the period: {refilled:?}");
+    let refilled = state.rate_limit(&key, LIMIT, 1).await.unwrap();
+    assert!(refilled.allowed && refilled.remaining == 2, "everything has left the window: {refilled:?}");
+
+    let batch = state.rate_limit(&random_key("rate"), LIMIT, 4).await.unwrap();
+    assert_eq!((batch.allowed, batch.granted, batch.remaining), (false, 3, 0), "a batch is granted what fits: {batch:?}");
+    assert!(batch.retry_after > Duration::from_millis(900), "{batch:?}");
 }
 
 async fn reservations_hand_out_spaced_slots_one_block_ahead(state: impl SharedState) {
@@ -149,7 +157,7 @@ macro_rules! both_backends {
 both_backends!(
     idempotency_records_go_new_in_flight_completed,
     abandoned_or_expired_in_flight_keys_can_be_taken_again,
-    rate_limit_allows_a_burst_then_refuses_until_it_refills,
+    rate_limit_counts_a_sliding_window_with_a_burst_bound,
     reservations_hand_out_spaced_slots_one_block_ahead,
     ping_answers,
 );
