@@ -400,6 +400,13 @@ def test_every_alert_is_shown_firing_and_silent():
     for rule in alert_rules():
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}, rule
         assert rule["annotations"].get("summary") and rule["annotations"].get("description"), rule
+        # A runbook names a heading of a file in this repository.
+        runbook = rule["annotations"].get("runbook")
+        if runbook:
+            path, _, anchor = runbook.partition("#")
+            headings = re.findall(r"^#+ (.+)$", (ROOT / path).read_text("utf-8"), re.M)
+            slugs = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in headings}
+            assert anchor in slugs, f"{rule['alert']}: no heading #{anchor} in {path} ({sorted(slugs)})"
 
 
 def test_a_broken_threshold_fails_the_unit_tests(tmp_path):
