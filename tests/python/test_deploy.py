@@ -473,7 +473,7 @@ def test_every_manifest_validates_against_the_kubernetes_schemas():
                 kubernetes_validate.validate(obj, version, strict=True)
     # The validator bites: a misspelt field and a wrong type are refused.
     deployment = copy.deepcopy(by_kind("Deployment")["whatsapp-gateway-api"])
-    deployment["spec"]["replica"] = deployment["spec"].pop("replicas")
+    deployment["spec"]["revisionHistory"] = deployment["spec"].pop("revisionHistoryLimit")
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, K8S_VERSIONS[0], strict=True)
     hpa = copy.deepcopy(by_kind("HorizontalPodAutoscaler")["whatsapp-gateway-api"])
