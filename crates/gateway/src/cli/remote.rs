@@ -1,12 +1,12 @@
 //! The verbs that talk to a running gateway over its HTTP API: `send`, `status`, `messages`,
-//! `metrics`, `retry`. They need no server configuration (no database, no secret): only
+//! `metrics`, `retry`, `bulk`. They need no server configuration (no database, no secret): only
 //! the gateway's URL (`--url` / `GATEWAY_URL`) and a bearer token (`--token` / `GATEWAY_TOKEN`).
 //! Output is for people by default and the API's JSON with `--json`; a refusal prints the
 //! problem detail and exits 1. `docs/cli.md` has the whole guide.
 
 use clap::{Args, Subcommand};
 
-use super::{messages, metrics, retry, send, status};
+use super::{bulk, messages, metrics, retry, send, status};
 use crate::client::GatewayClient;
 
 /// Where the gateway is, who is calling, and how to print.
@@ -18,7 +18,7 @@ pub struct ApiArgs {
     /// A bearer token for the API (`whatsapp-gateway token` prints one for the development secret).
     #[arg(long, env = "GATEWAY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Print JSON for scripts (the API's answer) instead of text for people.
+    /// Print JSON for scripts (the API's answer; `bulk`: its summary) instead of text for people.
     #[arg(long)]
     pub json: bool,
 }
@@ -49,6 +49,8 @@ pub enum RemoteCommand {
     Metrics(metrics::MetricsArgs),
     /// Redrive messages that ended badly: put each back to `pending` to be sent again.
     Retry(retry::RetryArgs),
+    /// Send one message per row of a CSV file: resumable, with a results CSV and a summary.
+    Bulk(bulk::BulkArgs),
 }
 
 /// Runs one verb.
@@ -59,5 +61,6 @@ pub async fn run(command: RemoteCommand) -> anyhow::Result<()> {
         RemoteCommand::Messages(args) => messages::run(args).await,
         RemoteCommand::Metrics(args) => metrics::run(args).await,
         RemoteCommand::Retry(args) => retry::run(args).await,
+        RemoteCommand::Bulk(args) => bulk::run(args).await,
     }
 }

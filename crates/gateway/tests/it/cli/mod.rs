@@ -1,6 +1,8 @@
 //! The CLI's API verbs, run as the real binary against a running application: what they print
 //! for people and for scripts, what they exit with, and what they did to the gateway.
 
+mod bulk;
+
 use std::path::Path;
 
 use serde_json::json;
