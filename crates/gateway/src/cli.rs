@@ -1,4 +1,7 @@
 //! The command line: `serve`, `worker`, `migrate`, `emulator`, `token`.
+//!
+//! The API verbs (`send`, `status`, `messages`, `metrics`, `retry`, `bulk`) talk to a running
+//! gateway over HTTP and need none of its configuration: see [`remote`].
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -10,6 +13,15 @@ use secrecy::ExposeSecret;
 use crate::config::Config;
 use crate::startup::{Application, RunOptions};
 use crate::store::{Store, StoreOptions};
+
+mod bulk;
+mod messages;
+mod metrics;
+mod output;
+pub mod remote;
+mod retry;
+mod send;
+mod status;
 
 /// Send WhatsApp messages through Twilio and know what became of every one of them.
 #[derive(Debug, Parser)]
@@ -23,6 +35,9 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The verbs against a running gateway (`send`, `status`, `messages`, `metrics`, `retry`, `bulk`).
+    #[command(flatten)]
+    Remote(Box<remote::RemoteCommand>),
     /// Run the HTTP API, the webhooks and the workers (the built-in Twilio emulator too when no
     /// Twilio credentials are set).
     Serve {
@@ -61,6 +76,10 @@ pub async fn main() -> ExitCode {
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
+    // Before the configuration is loaded: these need only a URL and a token.
+    if let Command::Remote(verb) = command {
+        return remote::run(*verb).await;
+    }
     #[cfg(feature = "emulator")]
     if let Command::Emulator = command {
         crate::telemetry::init(false);
@@ -114,5 +133,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         #[cfg(feature = "emulator")]
         Command::Emulator => unreachable!("handled above"),
+        Command::Remote(_) => unreachable!("handled above"),
     }
 }

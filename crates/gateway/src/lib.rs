@@ -3,12 +3,13 @@
 //! The library owns everything; the `whatsapp-gateway` binary is a thin CLI over it. Start with
 //! [`startup::Application`] to run the service, or [`service::Gateway`] to embed it. The layers,
 //! top to bottom (a module imports only from below it; `docs/ARCHITECTURE.md` has the whole
-//! picture): `cli`, `demo` → `startup` → `http` → `state` → `service` → `worker` → `queue`,
+//! picture): `cli` (and its HTTP `client`), `demo` → `startup` → `http` → `state` → `service` → `worker` → `queue`,
 //! `store`, `shared`, `twilio` → `security`, `config`, `domain`, `telemetry`.
 
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod demo;
 pub mod domain;
