@@ -60,7 +60,23 @@ pub enum Command {
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 86_400)]
         ttl: u64,
+        /// Limit the token to these scopes (space- or comma-separated: messages:send,
+        /// messages:read, metrics:read, admin); without it the token may do everything.
+        #[arg(long, value_parser = parse_scope_list)]
+        scope: Option<ScopeList>,
     },
+}
+
+/// The scopes given to `token --scope`.
+#[derive(Debug, Clone)]
+pub struct ScopeList(pub Vec<crate::security::Scope>);
+
+fn parse_scope_list(text: &str) -> Result<ScopeList, String> {
+    let scopes = crate::security::parse_scopes(&text.replace(',', " ")).map_err(|e| e.to_string())?;
+    if scopes.is_empty() {
+        return Err("name at least one scope".into());
+    }
+    Ok(ScopeList(scopes))
 }
 
 /// Runs the CLI and maps any error to a failing exit code with one clear message.
@@ -127,8 +143,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
-        Command::Token { sub, ttl } => {
-            println!("{}", crate::security::mint_token(&config.jwt_secret, &sub, ttl)?);
+        Command::Token { sub, ttl, scope } => {
+            let scopes = scope.as_ref().map(|list| list.0.as_slice());
+            println!("{}", crate::security::mint_scoped_token(&config.jwt_secret, &sub, ttl, scopes)?);
             Ok(())
         }
         #[cfg(feature = "emulator")]

@@ -7,7 +7,7 @@
 //! - phone numbers carry the exact E.164 pattern the API checks, and the `phone-number` format
 //!   (valid in its numbering plan, which no pattern can state);
 //! - a list cursor has a pattern (any cursor of that shape is a position);
-//! - every operation that reads the store can answer 503.
+//! - every operation that reads the store can answer 503, and one behind a scope 403.
 //!
 //! Each rule's tests sit beside the validator it mirrors; `tests/it/openapi.rs` checks the
 //! document's shape and `tests/python/test_openapi_contract.py` fuzzes the two against each other.
@@ -174,12 +174,27 @@ fn phone_parameters(document: &mut Value) {
     }
 }
 
-/// Every operation behind a bearer token reads or writes the store, which may be down: 503 with
-/// `Retry-After`.
+/// Every operation behind a bearer token requires a scope (403 without it), and reads or writes the
+/// store, which may be down: 503 with `Retry-After`.
 fn unavailable_answers(document: &mut Value) {
     let Some(paths) = document["paths"].as_object_mut() else { return };
     for operation in paths.values_mut().filter_map(Value::as_object_mut).flat_map(|ops| ops.values_mut()) {
         let bearer = operation["security"].as_array().is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+        let scopes: Vec<String> = operation["security"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.get("bearer")?.as_array())
+            .flatten()
+            .filter_map(|s| Some(format!("`{}`", s.as_str()?)))
+            .collect();
+        if bearer && !scopes.is_empty() && operation["responses"].get("403").is_none() {
+            operation["responses"]["403"] = json!({
+                "description": format!("The token's `scope` claim lacks {} (or `admin`); a token without the claim may do everything.", scopes.join(" and ")),
+                "headers": {"WWW-Authenticate": {"description": "`Bearer` challenge with `error=\"insufficient_scope\"` and the scope required.", "schema": {"type": "string"}}},
+                "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}
+            });
+        }
         if bearer && operation["responses"].get("503").is_none() {
             operation["responses"]["503"] = json!({
                 "description": "A dependency (the database) is unavailable; retry after `Retry-After` seconds.",

@@ -5,12 +5,12 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use super::auth::{Authorized, ReadMessages};
 use super::dto::{DeliveryStatusView, MessagePage, MessageResource, parse_rfc3339};
 use super::extract::{Path, Query};
 use super::paths;
 use super::problem::{ApiError, FieldError, ProblemDetails};
 use crate::domain::{Direction, MessageId, MessageSid, MessageStatus, PhoneNumber};
-use crate::security::Claims;
 use crate::service::Lookup;
 use crate::state::AppState;
 use crate::store::{ListFilter, MessageRecord};
@@ -38,7 +38,7 @@ fn parse_id(field: &str, value: &str) -> Result<MessageId, ApiError> {
     path = "/api/v1/whatsapp/messages/{id}",
     tag = "messages",
     operation_id = "get_message",
-    security(("bearer" = [])),
+    security(("bearer" = ["messages:read"])),
     params(("id" = MessageId, Path, description = "The message's id (a UUID).")),
     responses(
         (status = 200, description = "The message.", body = MessageResource),
@@ -48,7 +48,11 @@ fn parse_id(field: &str, value: &str) -> Result<MessageId, ApiError> {
         (status = 429, description = "Rate limited; see `Retry-After`.", body = ProblemDetails, content_type = "application/problem+json"),
     )
 )]
-async fn get_message(State(state): State<AppState>, _claims: Claims, Path(id): Path<String>) -> Result<Json<MessageResource>, ApiError> {
+async fn get_message(
+    State(state): State<AppState>,
+    _claims: Authorized<ReadMessages>,
+    Path(id): Path<String>,
+) -> Result<Json<MessageResource>, ApiError> {
     let id = parse_id("id", &id)?;
     Ok(Json(state.gateway.message(id).await?.into()))
 }
@@ -71,7 +75,7 @@ struct StatusQuery {
     path = "/api/v1/whatsapp/delivery-status",
     tag = "messages",
     operation_id = "delivery_status",
-    security(("bearer" = [])),
+    security(("bearer" = ["messages:read"])),
     params(StatusQuery),
     responses(
         (status = 200, description = "The message, its history and its attempts.", body = DeliveryStatusView),
@@ -83,7 +87,7 @@ struct StatusQuery {
 )]
 async fn delivery_status(
     State(state): State<AppState>,
-    _claims: Claims,
+    _claims: Authorized<ReadMessages>,
     Query(q): Query<StatusQuery>,
 ) -> Result<Json<DeliveryStatusView>, ApiError> {
     // Both are checked when both are given (the document calls a malformed one invalid either way).
@@ -190,7 +194,7 @@ impl ListQuery {
     path = "/api/v1/whatsapp/messages",
     tag = "messages",
     operation_id = "list_messages",
-    security(("bearer" = [])),
+    security(("bearer" = ["messages:read"])),
     params(ListQuery),
     responses(
         (status = 200, description = "One page of messages.", body = MessagePage),
@@ -199,7 +203,11 @@ impl ListQuery {
         (status = 429, description = "Rate limited; see `Retry-After`.", body = ProblemDetails, content_type = "application/problem+json"),
     )
 )]
-async fn list_messages(State(state): State<AppState>, _claims: Claims, Query(q): Query<ListQuery>) -> Result<Json<MessagePage>, ApiError> {
+async fn list_messages(
+    State(state): State<AppState>,
+    _claims: Authorized<ReadMessages>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<MessagePage>, ApiError> {
     let filter = q.into_filter()?;
     let mut page_filter = filter.clone();
     page_filter.limit = filter.limit + 1;

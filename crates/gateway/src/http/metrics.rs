@@ -7,13 +7,13 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use super::auth::{Authorized, ReadMetrics};
 use super::dto::metrics::{BucketView, MetricsReport, PhoneErrorView, PhonePerformanceView, Summary};
 use super::dto::{GranularityName, parse_rfc3339, rfc3339};
 use super::extract::{Path, Query};
 use super::paths;
 use super::problem::{ApiError, FieldError, ProblemDetails};
 use crate::domain::{Granularity, PhoneHealth, PhoneNumber, now_ms};
-use crate::security::Claims;
 use crate::state::AppState;
 use crate::store::MetricsBucket;
 
@@ -115,7 +115,7 @@ fn summarize<'a>(buckets: impl IntoIterator<Item = &'a MetricsBucket>) -> Summar
     path = "/api/v1/whatsapp/delivery-metrics",
     tag = "metrics",
     operation_id = "delivery_metrics",
-    security(("bearer" = [])),
+    security(("bearer" = ["metrics:read"])),
     params(MetricsQuery),
     responses(
         (status = 200, description = "The metrics report.", body = MetricsReport),
@@ -126,7 +126,7 @@ fn summarize<'a>(buckets: impl IntoIterator<Item = &'a MetricsBucket>) -> Summar
 )]
 async fn delivery_metrics(
     State(state): State<AppState>,
-    _claims: Claims,
+    _claims: Authorized<ReadMetrics>,
     Query(q): Query<MetricsQuery>,
 ) -> Result<Json<MetricsReport>, ApiError> {
     let mut errors = Vec::new();
@@ -172,7 +172,7 @@ async fn delivery_metrics(
     path = "/api/v1/whatsapp/phones/{phone}/performance",
     tag = "metrics",
     operation_id = "phone_performance",
-    security(("bearer" = [])),
+    security(("bearer" = ["metrics:read"])),
     params(("phone" = String, Path, description = "The phone number, E.164 (`+` may be percent-encoded as `%2B`; `whatsapp:` optional).", example = "+14155550123")),
     responses(
         (status = 200, description = "The phone's performance.", body = PhonePerformanceView),
@@ -184,7 +184,7 @@ async fn delivery_metrics(
 )]
 async fn phone_performance(
     State(state): State<AppState>,
-    _claims: Claims,
+    _claims: Authorized<ReadMetrics>,
     Path(phone): Path<String>,
 ) -> Result<Json<PhonePerformanceView>, ApiError> {
     let phone = PhoneNumber::parse_exact(&phone).map_err(|e| ApiError::field("phone", e.to_string()))?;

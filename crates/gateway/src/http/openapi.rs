@@ -68,7 +68,7 @@ impl Modify for SecuritySchemes {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
-                    .description(Some("A JWT (HS256 with `JWT_SECRET`, or RS256/ES256 with `JWT_PUBLIC_KEY_FILE`) with `sub` and `exp`; `whatsapp-gateway token` mints one."))
+                    .description(Some("A JWT (HS256 with `JWT_SECRET`, or RS256/ES256 with `JWT_PUBLIC_KEY_FILE`) with `sub` and `exp`; `whatsapp-gateway token` mints one. An optional `scope` claim (space-separated: `messages:send`, `messages:read`, `metrics:read`, `admin`) limits what it may do: each operation names the scope it requires; a token without the claim may do everything; `token --scope 'messages:read metrics:read'` mints a read-only one (enough for the dashboard)."))
                     .build(),
             ),
         );

@@ -47,6 +47,9 @@ pub enum ApiError {
     /// A webhook without a valid Twilio signature (403).
     #[error("{0}")]
     Forbidden(String),
+    /// A valid token without the scope the endpoint requires (403).
+    #[error("this token lacks the `{0}` scope this operation requires (its `scope` claim lists what it may do)")]
+    InsufficientScope(crate::security::Scope),
     /// Nothing at this address (404).
     #[error("{0}")]
     NotFound(String),
@@ -101,7 +104,7 @@ struct Problem<'a> {
 }))]
 pub struct ProblemDetails {
     /// A URI naming the kind of problem: `https://whatsapp-gateway.dev/problems/{slug}`, with slug one
-    /// of `validation`, `bad-request`, `unauthorized`, `invalid-signature`, `not-found`, `method-not-allowed`,
+    /// of `validation`, `bad-request`, `unauthorized`, `invalid-signature`, `insufficient-scope`, `not-found`, `method-not-allowed`,
     /// `payload-too-large`, `unsupported-media-type`, `conflict`, `rate-limited`, `unavailable`,
     /// `internal`.
     #[serde(rename = "type")]
@@ -138,6 +141,7 @@ impl ApiError {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Malformed request"),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "invalid-signature", "Forbidden"),
+            Self::InsufficientScope(_) => (StatusCode::FORBIDDEN, "insufficient-scope", "Forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large"),
@@ -174,6 +178,12 @@ impl IntoResponse for ApiError {
             && let Ok(value) = HeaderValue::from_str(&after.as_secs().max(1).to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        if let Self::InsufficientScope(scope) = &self {
+            let value = format!("Bearer realm=\"whatsapp-gateway\", error=\"insufficient_scope\", scope=\"{scope}\"");
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+            }
         }
         if let Self::Unauthorized(reason) = &self {
             let value =

@@ -9,12 +9,12 @@ use axum::routing::post;
 use axum::{Json, Router};
 use tracing::Instrument as _;
 
+use super::auth::{Authorized, SendMessages};
 use super::dto::{MessageResource, SendMessageRequest};
 use super::extract::{body_rejection, check_json_content_type, parse_json};
 use super::idempotency::{self, Begin};
 use super::paths;
 use super::problem::{ApiError, ProblemDetails};
-use crate::security::Claims;
 use crate::service::SendMode;
 use crate::state::AppState;
 
@@ -33,7 +33,7 @@ pub(super) fn router() -> Router<AppState> {
                    queues it (`mode: queue`, 202) or sends it to Twilio within the call (`mode: immediate`, 201). With an \
                    `Idempotency-Key`, a retry with the same key and body returns the first answer (with `Idempotent-Replayed: true`) \
                    and sends nothing twice; keys are scoped per token subject and kept 24 hours.",
-    security(("bearer" = [])),
+    security(("bearer" = ["messages:send"])),
     params(
         ("Idempotency-Key" = Option<String>, Header, description = "Makes the request idempotent: 1 to 255 visible ASCII characters (a UUID is a good choice)."),
         ("X-Idempotency-Key" = Option<String>, Header, description = "Accepted instead of `Idempotency-Key` (which wins when both are sent)."),
@@ -58,7 +58,7 @@ pub(super) fn router() -> Router<AppState> {
 #[tracing::instrument(skip_all, fields(sub = %claims.sub))]
 async fn send_message(
     State(state): State<AppState>,
-    claims: Claims,
+    Authorized(claims, _): Authorized<SendMessages>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {

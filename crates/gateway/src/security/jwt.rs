@@ -5,6 +5,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use super::scope::Scope;
+
 /// The claims the API reads from a token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
@@ -18,6 +20,16 @@ pub struct Claims {
     /// Not valid before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
+    /// What the token may do: space-separated [`Scope`] names; absent, everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+impl Claims {
+    /// Whether this token may act with `scope`.
+    pub fn allows(&self, scope: Scope) -> bool {
+        super::scope::grants(self.scope.as_deref(), scope)
+    }
 }
 
 /// A token that cannot be accepted, and why (safe to show the client).
@@ -107,9 +119,15 @@ fn describe(e: &jsonwebtoken::errors::Error) -> String {
     }
 }
 
-/// Mints an HS256 token for `sub`, valid for `ttl_secs`.
+/// Mints an HS256 token for `sub`, valid for `ttl_secs`, with full access.
 pub fn mint_token(secret: &SecretString, sub: &str, ttl_secs: u64) -> anyhow::Result<String> {
+    mint_scoped_token(secret, sub, ttl_secs, None)
+}
+
+/// Mints an HS256 token for `sub`, valid for `ttl_secs`, limited to `scopes` (`None`: full access).
+pub fn mint_scoped_token(secret: &SecretString, sub: &str, ttl_secs: u64, scopes: Option<&[Scope]>) -> anyhow::Result<String> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
-    let claims = Claims { sub: sub.to_owned(), exp: now + ttl_secs, iat: Some(now), nbf: None };
+    let scope = scopes.map(|scopes| scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" "));
+    let claims = Claims { sub: sub.to_owned(), exp: now + ttl_secs, iat: Some(now), nbf: None, scope };
     Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.expose_secret().as_bytes()))?)
 }

@@ -157,3 +157,130 @@ async fn oversize_bodies_are_413_problems() {
     assert_eq!(field_errors(&body)[0].0, "media_urls");
     app.finish().await;
 }
+
+/// A request to one operation of the OpenAPI document that passes everything but authorization
+/// (path and query filled in, a valid body for a POST).
+fn operation_request(app: &TestApp, method: &str, path: &str, token: &str) -> reqwest::RequestBuilder {
+    let concrete = path.replace("{id}", &uuid::Uuid::new_v4().to_string()).replace("{phone}", "+14155550123");
+    let url = app.url(&concrete);
+    match method {
+        "get" if path.ends_with("/delivery-status") => app.http.get(format!("{url}?id={}", uuid::Uuid::new_v4())),
+        "get" => app.http.get(url),
+        "post" => app.http.post(url).json(&json!({"to": "+14155550123", "content_sid": "HX0123456789abcdef0123456789abcdef"})),
+        other => panic!("no request for {other} {path}"),
+    }
+    .bearer_auth(token)
+}
+
+#[tokio::test]
+async fn every_operation_requires_the_scope_it_documents_and_a_token_without_the_claim_keeps_full_access() {
+    use whatsapp_gateway::security::{Scope, mint_scoped_token, mint_token};
+    let app = TestApp::spawn().await;
+    let secret: secrecy::SecretString = JWT_SECRET.to_owned().into();
+    let document = whatsapp_gateway::http::openapi::document();
+    let mut checked = Vec::new();
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let Some(required) = operation["security"].as_array().and_then(|s| s.iter().find_map(|r| r.get("bearer"))) else { continue };
+            let required: Vec<Scope> = required.as_array().unwrap().iter().map(|s| s.as_str().unwrap().parse().unwrap()).collect();
+            assert_eq!(required.len(), 1, "{method} {path} names exactly one scope");
+            let scope = required[0];
+            assert!(operation["responses"].get("403").is_some(), "{method} {path} documents its 403");
+
+            let others: Vec<Scope> = Scope::ALL.into_iter().filter(|s| *s != scope && *s != Scope::Admin).collect();
+            let lacking = mint_scoped_token(&secret, "scoped", 600, Some(&others)).unwrap();
+            let refused = operation_request(&app, method, path, &lacking).send().await.unwrap();
+            let challenge = refused.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+            let (status, body) = problem(refused).await;
+            assert_eq!(status, 403, "{method} {path} without {scope}: {body:?}");
+            assert_eq!(body.kind, "https://whatsapp-gateway.dev/problems/insufficient-scope");
+            assert!(body.detail.contains(&format!("`{scope}`")), "the problem names the scope: {body:?}");
+            assert!(challenge.contains("insufficient_scope") && challenge.contains(&format!("scope=\"{scope}\"")), "{challenge}");
+
+            for token in [
+                mint_scoped_token(&secret, "scoped", 600, Some(&[scope])).unwrap(),
+                mint_scoped_token(&secret, "scoped", 600, Some(&[Scope::Admin])).unwrap(),
+                mint_token(&secret, "unscoped", 600).unwrap(),
+            ] {
+                let status = operation_request(&app, method, path, &token).send().await.unwrap().status().as_u16();
+                assert!(status != 401 && status != 403, "{method} {path} with {scope}, admin or no claim: {status}");
+            }
+            checked.push(format!("{method} {path} {scope}"));
+        }
+    }
+    checked.sort();
+    assert_eq!(
+        checked,
+        [
+            "get /api/v1/whatsapp/delivery-metrics metrics:read",
+            "get /api/v1/whatsapp/delivery-status messages:read",
+            "get /api/v1/whatsapp/messages messages:read",
+            "get /api/v1/whatsapp/messages/{id} messages:read",
+            "get /api/v1/whatsapp/phones/{phone}/performance metrics:read",
+            "post /api/v1/whatsapp/send messages:send",
+        ],
+        "every bearer operation was checked"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_read_only_token_reads_what_the_dashboard_shows_and_cannot_send() {
+    use whatsapp_gateway::security::{Scope, mint_scoped_token};
+    let app = TestApp::spawn().await;
+    let read_only =
+        mint_scoped_token(&JWT_SECRET.to_owned().into(), "dashboard", 600, Some(&[Scope::MessagesRead, Scope::MetricsRead])).unwrap();
+    for path in
+        ["/api/v1/whatsapp/delivery-metrics", "/api/v1/whatsapp/messages?limit=5", "/api/v1/whatsapp/phones/+14155550123/performance"]
+    {
+        let r = app.http.get(app.url(path)).bearer_auth(&read_only).send().await.unwrap();
+        // A phone never sent to is a 404: authorised, nothing to show.
+        let expected = if path.contains("/phones/") { 404 } else { 200 };
+        assert_eq!(r.status(), expected, "{path}");
+    }
+    let send = app
+        .http
+        .post(app.url("/api/v1/whatsapp/send"))
+        .bearer_auth(&read_only)
+        .json(&json!({"to": "+14155550123", "body": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(send.status(), 403);
+    assert_eq!(app.emulator.counters().created_to("+14155550123"), 0, "nothing sent");
+    app.finish().await;
+}
+
+#[test]
+fn token_scope_refuses_unknown_names_and_mints_what_it_was_asked() {
+    let binary = env!("CARGO_BIN_EXE_whatsapp-gateway");
+    let data = tempfile_dir();
+    let run = |args: &[&str]| {
+        std::process::Command::new(binary)
+            .args(args)
+            .env("JWT_SECRET", JWT_SECRET)
+            .env("DATA_DIR", &data)
+            .current_dir(&data)
+            .output()
+            .unwrap()
+    };
+    let typo = run(&["token", "--scope", "messages:write"]);
+    assert!(!typo.status.success());
+    assert!(
+        String::from_utf8_lossy(&typo.stderr).contains("unknown scope \"messages:write\""),
+        "{}",
+        String::from_utf8_lossy(&typo.stderr)
+    );
+    let minted = run(&["token", "--sub", "dash", "--scope", "messages:read,metrics:read"]);
+    assert!(minted.status.success(), "{}", String::from_utf8_lossy(&minted.stderr));
+    let token = String::from_utf8(minted.stdout).unwrap();
+    let keys = whatsapp_gateway::security::JwtKeys::hs256(&JWT_SECRET.to_owned().into());
+    let claims = keys.verify(token.trim()).unwrap();
+    assert_eq!((claims.sub.as_str(), claims.scope.as_deref()), ("dash", Some("messages:read metrics:read")));
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("wg-token-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
