@@ -20,8 +20,13 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The problem for a body that could not be read: too large (413) or cut short (400).
 pub fn body_rejection(e: BytesRejection) -> ApiError {
+    body_rejection_within(e, MAX_BODY_BYTES)
+}
+
+/// [`body_rejection`] for an endpoint whose own limit is `limit` bytes.
+pub fn body_rejection_within(e: BytesRejection, limit: usize) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge(format!("the body is larger than the {} KiB this server accepts", MAX_BODY_BYTES / 1024))
+        ApiError::PayloadTooLarge(format!("the body is larger than the {} KiB this endpoint accepts", limit / 1024))
     } else {
         ApiError::BadRequest(e.body_text())
     }

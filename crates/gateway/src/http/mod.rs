@@ -3,6 +3,7 @@
 //! the gateway service in [`AppState`](crate::state::AppState).
 
 mod auth;
+mod batch;
 mod contract;
 mod dashboard;
 pub mod dto;
@@ -46,6 +47,7 @@ const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
 pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .merge(send::router())
+        .merge(batch::router())
         .merge(messages::router())
         .merge(metrics::router())
         .merge(webhooks::router())

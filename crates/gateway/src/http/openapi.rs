@@ -34,6 +34,7 @@ use crate::state::AppState;
     ),
     paths(
         super::send::send_message,
+        super::batch::send_batch,
         super::messages::delivery_status,
         super::metrics::delivery_metrics,
         super::messages::list_messages,

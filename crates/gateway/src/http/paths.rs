@@ -3,6 +3,8 @@
 
 /// `POST`: send one message.
 pub const SEND: &str = "/api/v1/whatsapp/send";
+/// `POST`: send up to 1,000 messages, one result each.
+pub const SEND_BATCH: &str = "/api/v1/whatsapp/send/batch";
 /// `GET`: a message, its history and attempts.
 pub const DELIVERY_STATUS: &str = "/api/v1/whatsapp/delivery-status";
 /// `GET`: delivery metrics.

@@ -79,17 +79,6 @@ pub enum ApiError {
 /// How long a client is asked to wait when a dependency is down.
 pub const UNAVAILABLE_RETRY_AFTER: Duration = Duration::from_secs(2);
 
-#[derive(Serialize)]
-struct Problem<'a> {
-    #[serde(rename = "type")]
-    kind: String,
-    title: &'a str,
-    status: u16,
-    detail: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    errors: Option<&'a [FieldError]>,
-}
-
 /// The shape of every error answer, for the OpenAPI document: an RFC 9457 problem detail, served as
 /// `application/problem+json`. It mirrors what [`ApiError`]'s response serialises.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -154,10 +143,12 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The problem detail this error is answered with, and its status (a 500's cause is logged
+    /// here, once, and not returned).
+    pub fn details(&self) -> (StatusCode, ProblemDetails) {
         let (status, slug, title) = self.parts();
-        let detail = match &self {
+        let detail = match self {
             Self::Validation(errors) => errors.iter().map(|e| format!("`{}` {}", e.field, e.reason)).collect::<Vec<_>>().join("; "),
             Self::Internal(e) => {
                 tracing::error!(error = %crate::telemetry::chain(e.as_ref()), "internal error");
@@ -166,12 +157,18 @@ impl IntoResponse for ApiError {
             Self::Unavailable(text, _) => text.clone(),
             other => other.to_string(),
         };
-        let errors = match &self {
-            Self::Validation(errors) => Some(errors.as_slice()),
+        let errors = match self {
+            Self::Validation(errors) => Some(errors.clone()),
             _ => None,
         };
-        let problem =
-            Problem { kind: format!("https://whatsapp-gateway.dev/problems/{slug}"), title, status: status.as_u16(), detail, errors };
+        let kind = format!("https://whatsapp-gateway.dev/problems/{slug}");
+        (status, ProblemDetails { kind, title: title.to_owned(), status: status.as_u16(), detail, errors })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, problem) = self.details();
         let mut response = (status, axum::Json(problem)).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if let Self::Unavailable(_, after) = &self

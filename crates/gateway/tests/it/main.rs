@@ -21,6 +21,7 @@ mod redis_cluster;
 mod redis_queue;
 mod secrets;
 mod security;
+mod send_batch;
 mod shared_state;
 mod support;
 mod transport_backends;

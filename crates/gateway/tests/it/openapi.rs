@@ -156,6 +156,7 @@ async fn the_document_is_served_without_auth_and_lists_every_route() {
 
     let routes = [
         ("post", "/api/v1/whatsapp/send", Some("bearer")),
+        ("post", "/api/v1/whatsapp/send/batch", Some("bearer")),
         ("get", "/api/v1/whatsapp/delivery-status", Some("bearer")),
         ("get", "/api/v1/whatsapp/delivery-metrics", Some("bearer")),
         ("get", "/api/v1/whatsapp/messages", Some("bearer")),

@@ -166,7 +166,10 @@ fn operation_request(app: &TestApp, method: &str, path: &str, token: &str) -> re
     match method {
         "get" if path.ends_with("/delivery-status") => app.http.get(format!("{url}?id={}", uuid::Uuid::new_v4())),
         "get" => app.http.get(url),
-        "post" => app.http.post(url).json(&json!({"to": "+14155550123", "content_sid": "HX0123456789abcdef0123456789abcdef"})),
+        "post" => {
+            let message = json!({"to": "+14155550123", "content_sid": "HX0123456789abcdef0123456789abcdef"});
+            app.http.post(url).json(&if path.ends_with("/batch") { json!({"messages": [message]}) } else { message })
+        }
         other => panic!("no request for {other} {path}"),
     }
     .bearer_auth(token)
@@ -218,6 +221,7 @@ async fn every_operation_requires_the_scope_it_documents_and_a_token_without_the
             "get /api/v1/whatsapp/messages/{id} messages:read",
             "get /api/v1/whatsapp/phones/{phone}/performance metrics:read",
             "post /api/v1/whatsapp/send messages:send",
+            "post /api/v1/whatsapp/send/batch messages:send",
         ],
         "every bearer operation was checked"
     );
