@@ -5,6 +5,7 @@
 mod auth;
 mod contract;
 mod dashboard;
+mod docs;
 pub mod dto;
 pub mod extract;
 mod health;
@@ -51,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::router())
         .merge(health::router())
         .merge(openapi::router())
+        .merge(docs::router())
         .merge(dashboard::router());
     with_layers(routes, state)
 }

@@ -53,6 +53,9 @@ pub enum ApiError {
     /// The route exists but does not serve this method (405).
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// The resource exists only in encodings the request refuses (406).
+    #[error("{0}")]
+    NotAcceptable(String),
     /// The body is larger than the endpoint accepts (413).
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -102,7 +105,7 @@ struct Problem<'a> {
 pub struct ProblemDetails {
     /// A URI naming the kind of problem: `https://whatsapp-gateway.dev/problems/{slug}`, with slug one
     /// of `validation`, `bad-request`, `unauthorized`, `invalid-signature`, `not-found`, `method-not-allowed`,
-    /// `payload-too-large`, `unsupported-media-type`, `conflict`, `rate-limited`, `unavailable`,
+    /// `not-acceptable`, `payload-too-large`, `unsupported-media-type`, `conflict`, `rate-limited`, `unavailable`,
     /// `internal`.
     #[serde(rename = "type")]
     #[schema(format = "uri")]
@@ -140,6 +143,7 @@ impl ApiError {
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "invalid-signature", "Forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
+            Self::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "not-acceptable", "Not acceptable"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large"),
             Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),

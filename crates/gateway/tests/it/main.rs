@@ -9,6 +9,7 @@ mod batches;
 mod contract;
 mod crash;
 mod dashboard;
+mod docs;
 mod fault;
 mod fuzz_webhooks;
 mod helpers;
