@@ -6,6 +6,7 @@ mod auth;
 mod batch;
 mod contract;
 mod dashboard;
+mod docs;
 pub mod dto;
 pub mod extract;
 mod health;
@@ -53,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::router())
         .merge(health::router())
         .merge(openapi::router())
+        .merge(docs::router())
         .merge(dashboard::router());
     with_layers(routes, state)
 }

@@ -29,6 +29,8 @@ pub const METRICS: &str = "/metrics";
 pub const OPENAPI: &str = "/openapi.json";
 /// The rendered API reference.
 pub const DOCS: &str = "/docs";
+/// The API reference's renderer (RapiDoc; the version is in the name, so it is cached for good).
+pub const DOCS_RENDERER: &str = "/docs/rapidoc-9.3.8.min.js";
 /// The dashboard page, its script and its style sheet.
 pub const DASHBOARD: &str = "/dashboard";
 /// The dashboard's script.

@@ -56,6 +56,9 @@ pub enum ApiError {
     /// The route exists but does not serve this method (405).
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// The resource exists only in encodings the request refuses (406).
+    #[error("{0}")]
+    NotAcceptable(String),
     /// The body is larger than the endpoint accepts (413).
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -93,8 +96,8 @@ pub const UNAVAILABLE_RETRY_AFTER: Duration = Duration::from_secs(2);
 }))]
 pub struct ProblemDetails {
     /// A URI naming the kind of problem: `https://whatsapp-gateway.dev/problems/{slug}`, with slug one
-    /// of `validation`, `bad-request`, `unauthorized`, `invalid-signature`, `insufficient-scope`, `not-found`, `method-not-allowed`,
-    /// `payload-too-large`, `unsupported-media-type`, `conflict`, `rate-limited`, `unavailable`,
+    /// of `validation`, `bad-request`, `unauthorized`, `invalid-signature`, `insufficient-scope`, `not-found`,
+    /// `method-not-allowed`, `not-acceptable`, `payload-too-large`, `unsupported-media-type`, `conflict`, `rate-limited`, `unavailable`,
     /// `internal`.
     #[serde(rename = "type")]
     #[schema(format = "uri")]
@@ -133,6 +136,7 @@ impl ApiError {
             Self::InsufficientScope(_) => (StatusCode::FORBIDDEN, "insufficient-scope", "Forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
+            Self::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "not-acceptable", "Not acceptable"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large"),
             Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
