@@ -1,5 +1,5 @@
 //! A small typed client of the gateway's own HTTP API, used by the CLI verbs (`send`, `status`,
-//! `messages`, `metrics`, `retry`, `bulk`): one method per endpoint, answers read into the API's
+//! `messages`, `metrics`, `bulk`): one method per endpoint, answers read into the API's
 //! DTOs (and kept as raw JSON for `--json`), refusals read as RFC 9457 problem details.
 //!
 //! Errors: [`ClientError`] here (a problem the API answered, or no answer at all); the verbs wrap
@@ -16,7 +16,6 @@ use serde_json::Value;
 pub use error::ClientError;
 pub use request::{Lookup, SendRequest};
 
-use crate::domain::MessageId;
 use crate::http::dto::metrics::MetricsReport;
 use crate::http::dto::{DeliveryStatusView, MessagePage, MessageResource};
 use crate::http::paths;
@@ -105,12 +104,6 @@ impl GatewayClient {
     pub async fn metrics(&self, query: &[(&str, String)]) -> Result<Answer<MetricsReport>, ClientError> {
         let url = self.url(paths::DELIVERY_METRICS, query);
         self.call(self.http.get(&url), &url).await
-    }
-
-    /// `POST /messages/{id}/retry`: puts a message that ended badly back to `pending` (202).
-    pub async fn retry(&self, id: MessageId) -> Result<Answer<MessageResource>, ClientError> {
-        let url = self.url(&format!("{}/{id}/retry", paths::MESSAGES), &[]);
-        self.call(self.http.post(&url), &url).await
     }
 
     async fn call<T: DeserializeOwned>(&self, builder: reqwest::RequestBuilder, url: &str) -> Result<Answer<T>, ClientError> {

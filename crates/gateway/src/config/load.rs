@@ -32,11 +32,12 @@ impl Vars<'_> {
         if let Some(value) = self.var(name) {
             return Ok(Some(SecretString::from(value)));
         }
-        match self.var(file_var) {
-            Some(path) => std::fs::read_to_string(&path)
-                .map(|text| Some(SecretString::from(text.trim().to_owned())))
-                .map_err(|e| invalid(file_var, format!("cannot read {path}: {e}"))),
-            None => Ok(None),
+        let Some(path) = self.var(file_var) else { return Ok(None) };
+        let text = std::fs::read_to_string(&path).map_err(|e| invalid(file_var, format!("cannot read {path}: {e}")))?;
+        // An empty secret would be a real one: a webhook signed with an empty key would pass.
+        match text.trim() {
+            "" => Err(invalid(file_var, format!("{path} is empty; remove the variable rather than mount an empty secret"))),
+            secret => Ok(Some(SecretString::from(secret.to_owned()))),
         }
     }
 
@@ -266,6 +267,23 @@ mod tests {
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn an_empty_secret_file_is_refused_not_taken_for_a_secret() {
+        let path = std::env::temp_dir().join(format!("wg-empty-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&path, "\n").unwrap();
+        let path = path.display().to_string();
+        let error = Config::from_vars(&vars(&[
+            ("TWILIO_ACCOUNT_SID", "AC0123456789abcdef0123456789abcdef"),
+            ("TWILIO_AUTH_TOKEN", "tok"),
+            ("TWILIO_SECONDARY_AUTH_TOKEN_FILE", &path),
+            ("TWILIO_WHATSAPP_FROM", "whatsapp:+14155238886"),
+            ("PUBLIC_BASE_URL", "https://wa.example.com"),
+        ]))
+        .unwrap_err();
+        assert_eq!(error.variable, "TWILIO_SECONDARY_AUTH_TOKEN_FILE");
+        assert!(error.reason.contains("is empty"), "{}", error.reason);
     }
 
     #[test]

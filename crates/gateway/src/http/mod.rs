@@ -74,10 +74,20 @@ fn with_layers(router: Router<AppState>, state: AppState) -> Router {
         .layer(axum::middleware::from_fn(problem::framework_errors_as_problems))
         .layer(axum::middleware::from_fn(deadline))
         .layer(CatchPanicLayer::custom(panicked))
+        // Outside the deadline and the panic catcher, so their 503s and 500s count too.
+        .layer(axum::middleware::from_fn(count_request))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .layer(SetSensitiveRequestHeadersLayer::new([axum::http::header::AUTHORIZATION, HeaderName::from_static("x-twilio-signature")]))
+}
+
+/// Counts every answer by route template and status class (for the 5xx-rate alert).
+async fn count_request(request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<axum::extract::MatchedPath>().cloned();
+    let response = next.run(request).await;
+    crate::telemetry::metrics::http_request(route.as_ref().map(axum::extract::MatchedPath::as_str), response.status().as_u16());
+    response
 }
 
 async fn deadline(request: Request, next: Next) -> Response {

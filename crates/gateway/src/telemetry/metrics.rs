@@ -58,6 +58,12 @@ const OLDEST_DUE: Series = series(
     &[],
     "How long the oldest due message has waited past its due time (0 when none waits).",
 );
+const HTTP_REQUESTS: Series = series(
+    "gateway_http_requests_total",
+    "counter",
+    &["route", "status"],
+    "HTTP requests answered, by route template (`unmatched` for none) and status class (2xx, 4xx, 5xx, …).",
+);
 const SENDER_IN_FLIGHT: Series = series("gateway_sender_in_flight", "gauge", &["sender"], "Sends in progress per sender.");
 
 /// Every series, for the documentation and the test that checks `/metrics` against it.
@@ -77,6 +83,7 @@ pub const SERIES: &[Series] = &[
     QUEUE_DUE,
     OLDEST_DUE,
     SENDER_IN_FLIGHT,
+    HTTP_REQUESTS,
 ];
 
 /// The process-wide Prometheus recorder, installed (with every series described) on first use.
@@ -154,6 +161,19 @@ pub fn backlog(sendable: i64, due: i64, oldest_wait: Duration) {
     metrics::gauge!(QUEUE_DEPTH.name).set(sendable as f64);
     metrics::gauge!(QUEUE_DUE.name).set(due as f64);
     metrics::gauge!(OLDEST_DUE.name).set(oldest_wait.as_secs_f64());
+}
+
+/// An HTTP request to `route` (its template) was answered with `status`.
+pub fn http_request(route: Option<&str>, status: u16) {
+    let class = match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    let route = route.map_or_else(|| "unmatched".to_owned(), str::to_owned);
+    metrics::counter!(HTTP_REQUESTS.name, "route" => route, "status" => class).increment(1);
 }
 
 /// Sends in progress from `sender` changed by `delta`.

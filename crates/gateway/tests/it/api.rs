@@ -203,6 +203,14 @@ async fn health_readiness_and_prometheus_answer() {
     for series in ["gateway_sends_total", "gateway_callbacks_total", "gateway_writer_batch_size", "gateway_messages_created_total"] {
         assert!(text.contains(series), "{series} missing from:\n{text}");
     }
+    // Answers by route template and status class; the process-wide recorder is shared by the
+    // tests running at the same time, so only the presence of the series is checked.
+    for series in [
+        r#"gateway_http_requests_total{route="/api/v1/whatsapp/send",status="2xx"}"#,
+        r#"gateway_http_requests_total{route="/api/v1/whatsapp/delivery-status",status="2xx"}"#,
+    ] {
+        assert!(text.contains(series), "{series} missing from:\n{text}");
+    }
     // Every series the gateway exports is declared in one place.
     for line in text.lines().filter(|l| l.starts_with("gateway_")) {
         let name = line.split(['{', ' ']).next().unwrap();
