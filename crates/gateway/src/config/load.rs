@@ -282,6 +282,7 @@ mod tests {
             ("PUBLIC_BASE_URL", "https://wa.example.com"),
         ]))
         .unwrap_err();
+        std::fs::remove_file(&path).unwrap();
         assert_eq!(error.variable, "TWILIO_SECONDARY_AUTH_TOKEN_FILE");
         assert!(error.reason.contains("is empty"), "{}", error.reason);
     }

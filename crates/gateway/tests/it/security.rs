@@ -91,17 +91,29 @@ async fn tls_serves_https_with_hsts() {
 #[tokio::test]
 async fn require_https_refuses_plain_http_unless_a_trusted_proxy_says_https() {
     let app = TestApp::spawn_with(TestOptions { vars: vec![("REQUIRE_HTTPS", "true".into())], ..Default::default() }).await;
-    let refused = app.http.get(app.url("/healthz")).send().await.unwrap();
+    let url = app.url("/api/v1/whatsapp/messages");
+    let refused = app.http.get(&url).bearer_auth(&app.token).send().await.unwrap();
     assert_eq!(refused.status(), 403);
-    let spoofed = app.http.get(app.url("/healthz")).header("x-forwarded-proto", "https").send().await.unwrap();
+    let spoofed = app.http.get(&url).bearer_auth(&app.token).header("x-forwarded-proto", "https").send().await.unwrap();
     assert_eq!(spoofed.status(), 403, "X-Forwarded-Proto is not believed without TRUST_PROXY");
+    // The kubelet's probes and Prometheus's scrape come over plain HTTP to the pod itself.
+    for probe in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(app.http.get(app.url(probe)).send().await.unwrap().status(), 200, "{probe} over plain HTTP");
+    }
 
     let behind_proxy = TestApp::spawn_with(TestOptions {
         vars: vec![("REQUIRE_HTTPS", "true".into()), ("TRUST_PROXY", "true".into())],
         ..Default::default()
     })
     .await;
-    let ok = behind_proxy.http.get(behind_proxy.url("/healthz")).header("x-forwarded-proto", "https").send().await.unwrap();
+    let ok = behind_proxy
+        .http
+        .get(behind_proxy.url("/api/v1/whatsapp/messages"))
+        .bearer_auth(&behind_proxy.token)
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status(), 200);
     assert!(ok.headers().contains_key("strict-transport-security"));
     app.finish().await;
@@ -280,6 +292,7 @@ fn token_scope_refuses_unknown_names_and_mints_what_it_was_asked() {
     let token = String::from_utf8(minted.stdout).unwrap();
     let keys = whatsapp_gateway::security::JwtKeys::hs256(&JWT_SECRET.to_owned().into());
     let claims = keys.verify(token.trim()).unwrap();
+    std::fs::remove_dir_all(&data).unwrap();
     assert_eq!((claims.sub.as_str(), claims.scope.as_deref()), ("dash", Some("messages:read metrics:read")));
 }
 
