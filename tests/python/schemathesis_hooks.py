@@ -44,6 +44,7 @@ PHONE_NUMBERS = st.builds(
 PHONE_FIELDS = [
     ("/api/v1/whatsapp/send", "body", "to"),
     ("/api/v1/whatsapp/messages", "query", "phone"),
+    ("/api/v1/whatsapp/messages/retry", "query", "phone"),
     ("/api/v1/whatsapp/delivery-metrics", "query", "to_phone"),
     ("/api/v1/whatsapp/phones/{phone}/performance", "path_parameters", "phone"),
 ]

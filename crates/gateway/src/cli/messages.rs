@@ -84,7 +84,7 @@ pub async fn run(args: MessagesArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_messages(messages: &[MessageResource]) {
+pub(super) fn print_messages(messages: &[MessageResource]) {
     if messages.is_empty() {
         println!("no messages");
         return;

@@ -1,12 +1,12 @@
 //! The verbs that talk to a running gateway over its HTTP API: `send`, `status`, `messages`,
-//! `metrics`, `bulk`. They need no server configuration (no database, no secret): only
+//! `metrics`, `retry`, `bulk`. They need no server configuration (no database, no secret): only
 //! the gateway's URL (`--url` / `GATEWAY_URL`) and a bearer token (`--token` / `GATEWAY_TOKEN`).
 //! Output is for people by default and the API's JSON with `--json`; a refusal prints the
 //! problem detail and exits 1. `docs/cli.md` has the whole guide.
 
 use clap::{Args, Subcommand};
 
-use super::{bulk, messages, metrics, send, status};
+use super::{bulk, messages, metrics, retry, send, status};
 use crate::client::GatewayClient;
 
 /// Where the gateway is, who is calling, and how to print.
@@ -47,6 +47,8 @@ pub enum RemoteCommand {
     Messages(messages::MessagesArgs),
     /// Show delivery metrics: totals, rates, delivery times, error codes, buckets.
     Metrics(metrics::MetricsArgs),
+    /// Redrive dead-lettered messages: by id, or every one a filter matches (`--dead-lettered`).
+    Retry(retry::RetryArgs),
     /// Send one message per row of a CSV file: resumable, with a results CSV and a summary.
     Bulk(bulk::BulkArgs),
 }
@@ -58,6 +60,7 @@ pub async fn run(command: RemoteCommand) -> anyhow::Result<()> {
         RemoteCommand::Status(args) => status::run(args).await,
         RemoteCommand::Messages(args) => messages::run(args).await,
         RemoteCommand::Metrics(args) => metrics::run(args).await,
+        RemoteCommand::Retry(args) => retry::run(args).await,
         RemoteCommand::Bulk(args) => bulk::run(args).await,
     }
 }

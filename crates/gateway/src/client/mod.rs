@@ -17,7 +17,7 @@ pub use error::ClientError;
 pub use request::{Lookup, SendRequest};
 
 use crate::http::dto::metrics::MetricsReport;
-use crate::http::dto::{DeliveryStatusView, MessagePage, MessageResource};
+use crate::http::dto::{DeliveryStatusView, MessagePage, MessageResource, RedriveResult};
 use crate::http::paths;
 
 /// How long one request may take before it counts as a transport failure.
@@ -104,6 +104,19 @@ impl GatewayClient {
     pub async fn metrics(&self, query: &[(&str, String)]) -> Result<Answer<MetricsReport>, ClientError> {
         let url = self.url(paths::DELIVERY_METRICS, query);
         self.call(self.http.get(&url), &url).await
+    }
+
+    /// `POST /messages/{id}/retry`: redrive one dead-lettered message.
+    pub async fn redrive(&self, id: &str) -> Result<Answer<MessageResource>, ClientError> {
+        let path = paths::MESSAGE_RETRY.replace("{id}", &form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>());
+        let url = self.url(&path, &[]);
+        self.call(self.http.post(&url), &url).await
+    }
+
+    /// `POST /messages/retry` with its filters (`phone`, `from`, `to`, `reference`, `limit`).
+    pub async fn redrive_matching(&self, query: &[(&str, String)]) -> Result<Answer<RedriveResult>, ClientError> {
+        let url = self.url(paths::MESSAGES_RETRY, query);
+        self.call(self.http.post(&url), &url).await
     }
 
     async fn call<T: DeserializeOwned>(&self, builder: reqwest::RequestBuilder, url: &str) -> Result<Answer<T>, ClientError> {

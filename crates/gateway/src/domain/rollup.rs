@@ -66,7 +66,7 @@ impl Counted {
             bits |= Self::SENT;
         }
         match l.status {
-            MessageStatus::Failed => bits |= Self::FAILED,
+            MessageStatus::Failed | MessageStatus::DeadLettered => bits |= Self::FAILED,
             MessageStatus::Undelivered => bits |= Self::UNDELIVERED,
             _ if l.delivered_at.is_some() => {
                 bits |= Self::DELIVERED;
@@ -283,6 +283,23 @@ mod tests {
         assert_eq!((d.total, d.failed, d.undelivered), (1, 1, 0));
         assert_eq!(d.errors, vec![(30008, 1)], "the code moves with the outcome");
         assert!(d.newly_failed);
+    }
+
+    #[test]
+    fn a_dead_letter_counts_as_failed_and_its_redrive_takes_the_failure_out_again() {
+        let (dead, counted, lifecycle) = run_to(&[(Retrying, 1, None), (DeadLettered, 5, Some(20500))]);
+        assert_eq!((dead.total, dead.failed, dead.sent), (1, 1, 0));
+        assert_eq!(dead.errors, vec![(20500, 1)]);
+        assert!(dead.newly_failed);
+        let redriven = lifecycle.redriven(9);
+        assert_eq!((redriven.status, redriven.failed_at, redriven.error_code, redriven.last_status_at), (Pending, None, None, 9));
+        let (undo, after) = transition(&lifecycle, counted, &redriven);
+        assert_eq!((undo.total, undo.failed), (0, -1), "still counted as having left pending; no longer failed");
+        assert_eq!(undo.errors, vec![(20500, -1)]);
+        assert!(after.has(Counted::TOTAL) && !after.has(Counted::FAILED));
+        let delivered = apply(&apply(&redriven, Queued, 20, None), Delivered, 30, None);
+        let (d, _) = transition(&redriven, after, &delivered);
+        assert_eq!((d.total, d.sent, d.delivered, d.failed), (0, 1, 1, 0), "counted once in total over both lives");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The message status state machine.
 //!
 //! Outbound statuses have a rank: `pending = retrying < queued < sending < sent < delivered < read
-//! < undelivered < failed`. The two failures rank highest because they are terminal: once a
-//! message has failed, nothing moves it again. A report never lowers the rank, so the current
+//! < undelivered < failed < dead_lettered`. The failures rank highest because they are terminal:
+//! once a message has failed, no report moves it again. (Only an operator's redrive takes a
+//! dead-lettered message back to `pending`; that is not a report, and it is logged as such.) A report never lowers the rank, so the current
 //! status is the highest-ranked status ever reported, whatever order reports arrive in.
 //!
 //! Timestamps are merged independently of the status: each takes the earliest time any report
@@ -23,7 +24,8 @@ use super::clock::UnixMillis;
 #[serde(rename_all = "snake_case")]
 #[schema(description = "A message's status. Outbound: `pending` (stored, waiting for a worker), `retrying` (an attempt failed; \
     waiting for the next), `queued` (Twilio accepted it), `sending`, `sent` (WhatsApp accepted it), `delivered`, `read`, \
-    `undelivered` and `failed` (both terminal). Inbound: `received`. A status never moves backwards.")]
+    `undelivered` and `failed` (both terminal), `dead_lettered` (the gateway gave up after its last attempt; terminal \
+    unless redriven with `POST /api/v1/whatsapp/messages/{id}/retry`). Inbound: `received`. A status never moves backwards.")]
 pub enum MessageStatus {
     /// Stored and waiting for a worker (outbound).
     Pending,
@@ -45,6 +47,8 @@ pub enum MessageStatus {
     Failed,
     /// An inbound message we received.
     Received,
+    /// The gateway gave up after its last attempt (terminal until an operator redrives it).
+    DeadLettered,
 }
 
 /// The text is not a status the gateway knows.
@@ -54,7 +58,7 @@ pub struct UnknownStatus(pub String);
 
 impl MessageStatus {
     /// All statuses, for validation messages and tests.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Pending,
         Self::Retrying,
         Self::Queued,
@@ -65,6 +69,7 @@ impl MessageStatus {
         Self::Undelivered,
         Self::Failed,
         Self::Received,
+        Self::DeadLettered,
     ];
 
     /// The status's name on the wire and in the database.
@@ -80,6 +85,7 @@ impl MessageStatus {
             Self::Undelivered => "undelivered",
             Self::Failed => "failed",
             Self::Received => "received",
+            Self::DeadLettered => "dead_lettered",
         }
     }
 
@@ -94,6 +100,7 @@ impl MessageStatus {
             Self::Read => 5,
             Self::Undelivered => 6,
             Self::Failed => 7,
+            Self::DeadLettered => 8,
         }
     }
 
@@ -105,7 +112,12 @@ impl MessageStatus {
 
     /// Whether nothing can move the message any further.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Failed | Self::Undelivered)
+        matches!(self, Self::Failed | Self::Undelivered | Self::DeadLettered)
+    }
+
+    /// Whether the metrics count it as failed (`failed`, or given up on: `dead_lettered`).
+    pub fn is_failed(self) -> bool {
+        matches!(self, Self::Failed | Self::DeadLettered)
     }
 
     /// Whether a worker may still (re)send a message in this status.
@@ -212,6 +224,12 @@ impl Lifecycle {
         }
     }
 
+    /// A dead-lettered message redriven by an operator at `at`: `pending` again, its failure
+    /// forgotten (the status log keeps it), the stages it reached kept.
+    pub fn redriven(&self, at: UnixMillis) -> Self {
+        Self { status: MessageStatus::Pending, failed_at: None, error_code: None, last_status_at: at, ..self.clone() }
+    }
+
     /// Applies one report. See the module documentation for the rules.
     pub fn apply(&self, event: &StatusEvent) -> Transition {
         let mut next = self.clone();
@@ -232,7 +250,7 @@ impl Lifecycle {
                 next.sent_at = earliest(next.sent_at, at);
                 next.failed_at = earliest(next.failed_at, at);
             }
-            MessageStatus::Failed => next.failed_at = earliest(next.failed_at, at),
+            MessageStatus::Failed | MessageStatus::DeadLettered => next.failed_at = earliest(next.failed_at, at),
             MessageStatus::Pending | MessageStatus::Retrying | MessageStatus::Sending | MessageStatus::Received => {}
         }
         let (current_rank, event_rank) = (self.status.rank(), event.status.rank());

@@ -163,12 +163,13 @@ fn parameter<'a>(document: &'a mut Value, path: &str, method: &str, name: &str) 
 
 /// Every phone number the API reads: the exact syntax, and the format.
 fn phone_parameters(document: &mut Value) {
-    for (path, name) in [
-        ("/api/v1/whatsapp/messages", "phone"),
-        ("/api/v1/whatsapp/delivery-metrics", "to_phone"),
-        ("/api/v1/whatsapp/phones/{phone}/performance", "phone"),
+    for (path, method, name) in [
+        ("/api/v1/whatsapp/messages", "get", "phone"),
+        ("/api/v1/whatsapp/messages/retry", "post", "phone"),
+        ("/api/v1/whatsapp/delivery-metrics", "get", "to_phone"),
+        ("/api/v1/whatsapp/phones/{phone}/performance", "get", "phone"),
     ] {
-        if let Some(parameter) = parameter(document, path, "get", name) {
+        if let Some(parameter) = parameter(document, path, method, name) {
             parameter["schema"] = phone_schema(parameter["schema"].take());
         }
     }

@@ -1,12 +1,12 @@
 //! Reading messages: `GET /messages`, `GET /messages/{id}`, `GET /delivery-status`.
 
 use axum::extract::State;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::auth::{Authorized, ReadMessages};
-use super::dto::{DeliveryStatusView, MessagePage, MessageResource, parse_rfc3339};
+use super::auth::{Authorized, ReadMessages, SendMessages};
+use super::dto::{DeliveryStatusView, MessagePage, MessageResource, RedriveResult, parse_rfc3339};
 use super::extract::{Path, Query};
 use super::paths;
 use super::problem::{ApiError, FieldError, ProblemDetails};
@@ -19,6 +19,8 @@ pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route(paths::MESSAGES, get(list_messages))
         .route(paths::MESSAGE, get(get_message))
+        .route(paths::MESSAGE_RETRY, post(redrive_message))
+        .route(paths::MESSAGES_RETRY, post(redrive_messages))
         .route(paths::DELIVERY_STATUS, get(delivery_status))
 }
 
@@ -55,6 +57,106 @@ async fn get_message(
 ) -> Result<Json<MessageResource>, ApiError> {
     let id = parse_id("id", &id)?;
     Ok(Json(state.gateway.message(id).await?.into()))
+}
+
+/// Sends a dead-lettered message again.
+#[utoipa::path(
+    post,
+    path = "/api/v1/whatsapp/messages/{id}/retry",
+    tag = "messages",
+    operation_id = "redrive_message",
+    summary = "Redrive a dead-lettered message",
+    description = "A message the gateway gave up on after its last attempt (`dead_lettered`) becomes `pending` again, due now, \
+                   with a fresh allowance of `MAX_ATTEMPTS` attempts. Its attempt numbers go on, its history keeps the dead \
+                   letter and gains the redrive, and the metrics stop counting it as failed. Only a dead-lettered message can \
+                   be redriven: Twilio has never accepted it, so sending it again cannot send it twice.",
+    security(("bearer" = ["messages:send"])),
+    params(("id" = MessageId, Path, description = "The message's id (a UUID).")),
+    responses(
+        (status = 200, description = "The message, `pending` again.", body = MessageResource),
+        (status = 401, description = "No valid bearer token.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No message with this id.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The message is not dead-lettered; the problem names its status.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "`id` is not a UUID.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see `Retry-After`.", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all, fields(sub = %claims.sub))]
+async fn redrive_message(
+    State(state): State<AppState>,
+    Authorized(claims, _): Authorized<SendMessages>,
+    Path(id): Path<String>,
+) -> Result<Json<MessageResource>, ApiError> {
+    let id = parse_id("id", &id)?;
+    Ok(Json(state.gateway.redrive(id).await?.into()))
+}
+
+/// Which dead-lettered messages to redrive (all optional).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct RedriveQuery {
+    /// Only messages to this number (E.164, `whatsapp:` optional).
+    phone: Option<String>,
+    /// Only messages created at or after this RFC 3339 time.
+    #[param(format = DateTime)]
+    from: Option<String>,
+    /// Only messages created before this RFC 3339 time.
+    #[param(format = DateTime)]
+    to: Option<String>,
+    /// Only messages with this application reference.
+    reference: Option<String>,
+    /// At most this many (the newest), 1 … 1000; default 100. Call again for more.
+    #[param(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "super::dto::number::optional_query_integer")]
+    limit: Option<i64>,
+}
+
+/// Sends again the dead-lettered messages a filter matches.
+#[utoipa::path(
+    post,
+    path = "/api/v1/whatsapp/messages/retry",
+    tag = "messages",
+    operation_id = "redrive_messages",
+    summary = "Redrive dead-lettered messages in bulk",
+    description = "Every dead-lettered message matching the filters (at most `limit`, the newest first) is redriven as by \
+                   `POST /messages/{id}/retry`. An empty result is not an error: nothing matched.",
+    security(("bearer" = ["messages:send"])),
+    params(RedriveQuery),
+    responses(
+        (status = 200, description = "The messages redriven.", body = RedriveResult),
+        (status = 401, description = "No valid bearer token.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid filters; every bad parameter is named.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see `Retry-After`.", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all, fields(sub = %claims.sub))]
+async fn redrive_messages(
+    State(state): State<AppState>,
+    Authorized(claims, _): Authorized<SendMessages>,
+    Query(q): Query<RedriveQuery>,
+) -> Result<Json<RedriveResult>, ApiError> {
+    let limit = q.limit;
+    let list = ListQuery {
+        status: None,
+        direction: Some("outbound".into()),
+        phone: q.phone,
+        from: q.from,
+        to: q.to,
+        reference: q.reference,
+        limit: None,
+        cursor: None,
+    };
+    let mut errors = Vec::new();
+    let filter = list.into_filter().map_err(|e| errors.extend(e.field_errors())).ok();
+    if let Some(l) = limit.filter(|l| !(1..=1000).contains(l)) {
+        errors.push(FieldError::new("limit", format!("must be from 1 to 1000, got {l}")));
+    }
+    let filter = match filter {
+        Some(filter) if errors.is_empty() => ListFilter { limit: limit.unwrap_or(100), ..filter },
+        _ => return Err(ApiError::Validation(errors)),
+    };
+    let messages = state.gateway.redrive_matching(&filter).await?;
+    Ok(Json(RedriveResult { redriven: messages.len(), messages: messages.into_iter().map(Into::into).collect() }))
 }
 
 /// Which message: `id` or `message_sid` (one is required; `id` wins when both are given).

@@ -38,6 +38,8 @@ use crate::state::AppState;
         super::metrics::delivery_metrics,
         super::messages::list_messages,
         super::messages::get_message,
+        super::messages::redrive_message,
+        super::messages::redrive_messages,
         super::metrics::phone_performance,
         super::webhooks::status::status_callback,
         super::webhooks::inbound::incoming_message,

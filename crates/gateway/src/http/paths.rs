@@ -13,6 +13,10 @@ pub const DELIVERY_METRICS: &str = "/api/v1/whatsapp/delivery-metrics";
 pub const MESSAGES: &str = "/api/v1/whatsapp/messages";
 /// `GET`: one message.
 pub const MESSAGE: &str = "/api/v1/whatsapp/messages/{id}";
+/// `POST`: redrive one dead-lettered message.
+pub const MESSAGE_RETRY: &str = "/api/v1/whatsapp/messages/{id}/retry";
+/// `POST`: redrive the dead-lettered messages a filter matches.
+pub const MESSAGES_RETRY: &str = "/api/v1/whatsapp/messages/retry";
 /// `GET`: one phone's performance.
 pub const PHONE_PERFORMANCE: &str = "/api/v1/whatsapp/phones/{phone}/performance";
 /// `POST`: Twilio's status callbacks.

@@ -205,7 +205,7 @@ impl From<GatewayError> for ApiError {
                 Self::Unavailable(format!("{dependency} is unavailable; retry shortly"), UNAVAILABLE_RETRY_AFTER)
             }
             GatewayError::NotFound(what) => Self::NotFound(what),
-            GatewayError::Conflict { what, .. } => Self::Conflict(what),
+            GatewayError::Conflict { what, .. } | GatewayError::WrongStatus(what) => Self::Conflict(what),
             GatewayError::Internal(source) => Self::Internal(source),
         }
     }

@@ -50,6 +50,10 @@ pub enum GatewayError {
         #[source]
         source: StoreError,
     },
+    /// The message is not in a status the operation applies to (e.g. a redrive of a message that
+    /// is not dead-lettered).
+    #[error("{0}")]
+    WrongStatus(String),
     /// A bug or an unexpected failure.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),

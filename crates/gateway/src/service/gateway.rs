@@ -7,7 +7,9 @@ use std::sync::Arc;
 use super::error::{Dependency, GatewayError};
 use super::inbound::{Handlers, InboundHandler};
 use crate::config::InboundConfig;
-use crate::domain::{Granularity, InboundMessage, MessageId, MessageSid, NewOutboundMessage, OptChange, PhoneNumber, UnixMillis, now_ms};
+use crate::domain::{
+    Granularity, InboundMessage, MessageId, MessageSid, MessageStatus, NewOutboundMessage, OptChange, PhoneNumber, UnixMillis, now_ms,
+};
 use crate::queue::{Job, JobQueue};
 use crate::store::{
     ApplyOutcome, AttemptRecord, Backlog, ListFilter, MessageRecord, MetricsBucket, PhonePerformance, StatusLogEntry, StatusReport, Store,
@@ -128,6 +130,48 @@ impl Gateway {
             self.inner.sender.process(claim, &worker).await?;
         }
         Ok(self.inner.store.message(stored.id).await?.unwrap_or(stored))
+    }
+
+    /// Sends a dead-lettered message again (`pending`, due now, a fresh allowance of attempts) and
+    /// returns it as it is then. A message in any other status is a
+    /// [`GatewayError::WrongStatus`].
+    pub async fn redrive(&self, id: MessageId) -> Result<MessageRecord, GatewayError> {
+        match self.inner.store.redrive(id).await? {
+            ApplyOutcome::Skipped => return Err(GatewayError::NotFound(format!("no message with id {id}"))),
+            ApplyOutcome::Applied { .. } => {}
+            ApplyOutcome::Ignored { current } | ApplyOutcome::Duplicate { current } => {
+                return Err(GatewayError::WrongStatus(format!("only a dead-lettered message can be redriven; {id} is {current}")));
+            }
+            ApplyOutcome::Unmatched => return Err(GatewayError::NotFound(format!("no message with id {id}"))),
+        }
+        let message = self.message(id).await?;
+        metrics::redriven();
+        let job = Job { message_id: id, priority: message.priority, run_at: message.next_attempt_at.unwrap_or_else(now_ms) };
+        if let Err(e) = self.inner.queue.enqueue(job).await {
+            tracing::warn!(message_id = %id, error = %crate::telemetry::chain(&e), "queue unavailable; the sweeper will queue the redriven message");
+            metrics::enqueue_failed();
+        }
+        tracing::info!(message_id = %id, "dead-lettered message redriven");
+        Ok(message)
+    }
+
+    /// Redrives every dead-lettered message that `filter` matches (its status is taken as
+    /// `dead_lettered`), at most `filter.limit` of them, newest first as listed; returns the ones
+    /// redriven (a message redriven meanwhile by someone else is left out).
+    pub async fn redrive_matching(&self, filter: &ListFilter) -> Result<Vec<MessageRecord>, GatewayError> {
+        let filter = ListFilter { status: Some(MessageStatus::DeadLettered), ..filter.clone() };
+        let found = self.inner.store.list_messages(&filter).await?;
+        // Concurrently, so that the writer applies them in a few batches.
+        let redriven = futures_util::future::join_all(found.iter().map(|m| self.redrive(m.id))).await;
+        let mut done = Vec::with_capacity(redriven.len());
+        for result in redriven {
+            match result {
+                Ok(message) => done.push(message),
+                Err(GatewayError::WrongStatus(_) | GatewayError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
     }
 
     /// Stores an incoming message, updates its contact, and runs the handlers (once per SID).

@@ -52,8 +52,8 @@ impl Store {
         self.finish(id, worker, Finish::Retry { attempt, outcome, result, next_at }).await
     }
 
-    /// A failure that will not be retried (a permanent Twilio error, the last attempt used up):
-    /// the message becomes `failed` with its code kept.
+    /// A failure that will not be retried (a permanent Twilio error): the message becomes
+    /// `failed` with its code kept.
     pub async fn record_failure(
         &self,
         id: MessageId,
@@ -62,7 +62,30 @@ impl Store {
         result: AttemptResult,
         detail: String,
     ) -> Result<ApplyOutcome, StoreError> {
-        self.finish(id, worker, Finish::Fail { attempt, result, detail }).await
+        self.finish(id, worker, Finish::Fail { attempt, dead_letter: false, result, detail }).await
+    }
+
+    /// The last attempt allowed is used up: the message becomes `dead_lettered`, with its last
+    /// error kept, until an operator redrives it ([`Store::redrive`]).
+    pub async fn record_dead_letter(
+        &self,
+        id: MessageId,
+        worker: &str,
+        attempt: Option<i64>,
+        result: AttemptResult,
+        detail: String,
+    ) -> Result<ApplyOutcome, StoreError> {
+        self.finish(id, worker, Finish::Fail { attempt, dead_letter: true, result, detail }).await
+    }
+
+    /// Sends a dead-lettered message again: `pending` and due now, with a fresh allowance of
+    /// attempts, logged in its history. Any other status is left alone
+    /// ([`ApplyOutcome::Ignored`] names it; [`ApplyOutcome::Skipped`]: no such message).
+    pub async fn redrive(&self, id: MessageId) -> Result<ApplyOutcome, StoreError> {
+        match self.submit(Command::Redrive { id, at: now_ms() }).await? {
+            Reply::Applied(outcome) => Ok(outcome),
+            other => Err(unexpected(&other)),
+        }
     }
 
     /// An earlier attempt whose answer was lost and that Twilio has no record of.

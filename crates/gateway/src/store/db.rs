@@ -85,12 +85,14 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "idempotency key", include_str!("../../migrations/sqlite/0002_idempotency_key.sql")),
     (3, "batched writes", include_str!("../../migrations/sqlite/0003_batched_writes.sql")),
     (4, "fewer writes", include_str!("../../migrations/sqlite/0004_fewer_writes.sql")),
+    (5, "dead letter", include_str!("../../migrations/sqlite/0005_dead_letter.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
     (2, "idempotency key", include_str!("../../migrations/postgres/0002_idempotency_key.sql")),
     (3, "batched writes", include_str!("../../migrations/postgres/0003_batched_writes.sql")),
     (4, "fewer writes", include_str!("../../migrations/postgres/0004_fewer_writes.sql")),
+    (5, "dead letter", include_str!("../../migrations/postgres/0005_dead_letter.sql")),
 ];
 
 impl Store {

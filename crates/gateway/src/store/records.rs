@@ -38,6 +38,8 @@ pub struct MessageRecord {
     pub priority: Priority,
     /// Send attempts made so far.
     pub attempts: i64,
+    /// Attempts made before its last redrive (the allowance counts from there).
+    pub attempt_base: i64,
     /// The application's reference.
     pub reference: Option<String>,
     /// The application's metadata (JSON text).

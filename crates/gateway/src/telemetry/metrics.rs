@@ -28,6 +28,8 @@ const MESSAGES_CREATED: Series =
     series("gateway_messages_created_total", "counter", &["mode"], "Messages stored by the API, by send mode (queue, immediate).");
 const ENQUEUE_FAILURES: Series =
     series("gateway_enqueue_failures_total", "counter", &[], "Stored messages the queue could not take at once (the sweeper queues them).");
+const REDRIVES: Series =
+    series("gateway_redrives_total", "counter", &[], "Dead-lettered messages sent again by an operator (POST …/messages/{id}/retry).");
 const SENDS: Series = series(
     "gateway_sends_total",
     "counter",
@@ -70,6 +72,7 @@ const SENDER_IN_FLIGHT: Series = series("gateway_sender_in_flight", "gauge", &["
 pub const SERIES: &[Series] = &[
     MESSAGES_CREATED,
     ENQUEUE_FAILURES,
+    REDRIVES,
     SENDS,
     TWILIO_SECONDS,
     CALLBACKS,
@@ -113,6 +116,11 @@ pub fn message_created(immediate: bool) {
 /// A stored message the queue could not take.
 pub fn enqueue_failed() {
     metrics::counter!(ENQUEUE_FAILURES.name).increment(1);
+}
+
+/// A dead-lettered message was redriven.
+pub fn redriven() {
+    metrics::counter!(REDRIVES.name).increment(1);
 }
 
 /// A send attempt ended with `outcome`.

@@ -142,14 +142,14 @@ impl Sender {
                     ..Default::default()
                 };
                 self.store.record_lost(id, worker, previous.attempt, result.clone()).await?;
-                if message.attempts < i64::from(self.config.max_attempts) {
+                if message.attempts - message.attempt_base < i64::from(self.config.max_attempts) {
                     return Ok(None);
                 }
                 let detail = format!(
                     "dead-lettered after {} attempts; the last one's outcome was unknown and Twilio has no record of it",
-                    message.attempts
+                    message.attempts - message.attempt_base
                 );
-                self.store.record_failure(id, worker, None, result, detail).await?;
+                self.store.record_dead_letter(id, worker, None, result, detail).await?;
                 self.queue.complete(id).await?;
                 metrics::send("dead_lettered");
                 Ok(Some(SendOutcome::Failed { code: None }))
@@ -221,7 +221,7 @@ impl Sender {
             SendError::Api { status, code, .. } => *status >= 500 && *status != 503 && *code != Some(20503),
             SendError::Unreachable(_) => false,
         };
-        let last_attempt = attempt >= i64::from(self.config.max_attempts) && !unknown;
+        let last_attempt = attempt - message.attempt_base >= i64::from(self.config.max_attempts) && !unknown;
         match error.class() {
             ErrorClass::Permanent => {
                 self.store.record_failure(id, worker, Some(attempt), result, error.to_string()).await?;
@@ -231,8 +231,8 @@ impl Sender {
                 Ok(SendOutcome::Failed { code })
             }
             ErrorClass::Retryable if last_attempt => {
-                let detail = format!("dead-lettered after {attempt} attempts; last error: {error}");
-                self.store.record_failure(id, worker, Some(attempt), result, detail).await?;
+                let detail = format!("dead-lettered after {} attempts; last error: {error}", attempt - message.attempt_base);
+                self.store.record_dead_letter(id, worker, Some(attempt), result, detail).await?;
                 self.queue.complete(id).await?;
                 metrics::send("dead_lettered");
                 tracing::error!(attempt, error = %error, "giving up on the message: dead-lettered");
@@ -240,7 +240,9 @@ impl Sender {
             }
             ErrorClass::Retryable => {
                 let now = now_ms();
-                let at = now + backoff_delay(attempt as u32, self.config.retry_base, self.config.retry_max).as_millis() as i64;
+                let at = now
+                    + backoff_delay((attempt - message.attempt_base) as u32, self.config.retry_base, self.config.retry_max).as_millis()
+                        as i64;
                 self.store.record_retry(id, worker, attempt, unknown, result, at).await?;
                 self.queue.reschedule(id, message.priority, at).await?;
                 metrics::send("retrying");

@@ -97,7 +97,7 @@ async fn server_errors_past_max_attempts_dead_letter_the_message() {
     let app = TestApp::spawn_with(TestOptions { vars: vec![("MAX_ATTEMPTS", "3".into())], ..Default::default() }).await;
     app.emulator.set_behaviour("+14155550104", Behaviour { server_error_first: 100, ..Default::default() });
     let id = app.send_ok(text_message("+14155550104")).await.id;
-    let done = app.wait_for_status(id, Failed).await;
+    let done = app.wait_for_status(id, MessageStatus::DeadLettered).await;
     assert_eq!(done.message.attempts, 3);
     let last = done.history.last().unwrap();
     assert!(last.detail.as_deref().unwrap().contains("dead-lettered after 3 attempts"), "{last:?}");

@@ -10,6 +10,7 @@ mod cli;
 mod contract;
 mod crash;
 mod dashboard;
+mod dead_letter;
 mod docs;
 mod fault;
 mod fuzz_webhooks;

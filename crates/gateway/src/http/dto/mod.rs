@@ -8,5 +8,5 @@ pub mod resource;
 pub mod time;
 
 pub use request::{GranularityName, SendMessageRequest, SendModeName};
-pub use resource::{AttemptResource, DeliveryStatusView, HistoryEntry, MessagePage, MessageResource};
+pub use resource::{AttemptResource, DeliveryStatusView, HistoryEntry, MessagePage, MessageResource, RedriveResult};
 pub use time::{parse_rfc3339, rfc3339};

@@ -206,6 +206,16 @@ impl From<DeliveryStatus> for DeliveryStatusView {
     }
 }
 
+/// What a bulk redrive did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedriveResult {
+    /// How many dead-lettered messages were sent again.
+    pub redriven: usize,
+    /// Those messages as they are now (`pending`), newest first.
+    pub messages: Vec<MessageResource>,
+}
+
 /// One page of messages, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

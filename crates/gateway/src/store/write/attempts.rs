@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::command::{ApplyOutcome, Finish};
 use super::plan::{Plan, millis};
+use crate::domain::rollup::transition;
 use crate::domain::{AttemptOutcome, AttemptResult, MessageId, MessageSid, MessageStatus, StatusEvent, StatusSource, UnixMillis};
 use crate::store::error::StoreError;
 use crate::store::records::AttemptRecord;
@@ -48,11 +49,16 @@ impl Plan {
                 ApplyOutcome::Ignored { current }
             }
             Finish::Retry { attempt, outcome, result, next_at } => self.retry(id, *attempt, *outcome, result, *next_at, at),
-            Finish::Fail { attempt, result, detail } if sendable => {
+            Finish::Fail { attempt, dead_letter, result, detail } if sendable => {
+                let (outcome, status) = if *dead_letter {
+                    (AttemptOutcome::Retryable, MessageStatus::DeadLettered)
+                } else {
+                    (AttemptOutcome::Permanent, MessageStatus::Failed)
+                };
                 if let Some(attempt) = attempt {
-                    self.finish_attempt(id, *attempt, AttemptOutcome::Permanent, result, None, at);
+                    self.finish_attempt(id, *attempt, outcome, result, None, at);
                 }
-                self.fail(id, result, detail.clone(), at)
+                self.fail(id, result, status, detail.clone(), at)
             }
             Finish::Fail { attempt, result, .. } => {
                 if let Some(attempt) = attempt {
@@ -139,15 +145,50 @@ impl Plan {
         ApplyOutcome::Applied { previous, current: MessageStatus::Retrying }
     }
 
-    /// Fails a sendable message for good (attempt already finished by the caller, if any).
-    pub(super) fn fail(&mut self, id: MessageId, result: &AttemptResult, detail: String, at: UnixMillis) -> ApplyOutcome {
+    /// Fails a sendable message for good, as `status` (`failed` or `dead_lettered`; the attempt is
+    /// already finished by the caller, if any).
+    pub(super) fn fail(
+        &mut self,
+        id: MessageId,
+        result: &AttemptResult,
+        status: MessageStatus,
+        detail: String,
+        at: UnixMillis,
+    ) -> ApplyOutcome {
         let m = self.touch(id).expect("checked by the caller");
         m.lease_owner = None;
         m.lease_until = None;
         m.next_attempt_at = None;
         m.error_message = result.error_message.clone();
-        let event = StatusEvent { status: MessageStatus::Failed, at, error_code: result.error_code };
+        let event = StatusEvent { status, at, error_code: result.error_code };
         self.apply_event(id, &event, StatusSource::Worker, Some(detail), result.error_message.clone())
+    }
+
+    /// An operator's redrive of a dead-lettered message: `pending`, due at `at`, with a fresh
+    /// allowance of attempts (numbering goes on, so the earlier attempts stay in its history), its
+    /// failure taken out of the metrics. Any other status is left alone and reported as is.
+    pub(super) fn redrive(&mut self, id: MessageId, at: UnixMillis) -> ApplyOutcome {
+        let Some(m) = self.messages.get(&id) else { return ApplyOutcome::Skipped };
+        let previous = m.status();
+        if previous != MessageStatus::DeadLettered {
+            return ApplyOutcome::Ignored { current: previous };
+        }
+        let shard = self.shard.clone();
+        let m = self.touch(id).expect("present");
+        let after = m.lifecycle.redriven(at);
+        let (delta, counted) = transition(&m.lifecycle, m.counted, &after);
+        m.lifecycle = after;
+        m.counted = counted;
+        m.error_message = None;
+        m.attempt_base = m.attempts;
+        m.next_attempt_at = Some(at);
+        m.lease_owner = None;
+        m.lease_until = None;
+        let m = m.clone();
+        self.changes.rollups.add(&shard, &m, &delta);
+        let detail = format!("redriven after {} attempts", m.attempts);
+        self.log(id, Some(previous), MessageStatus::Pending, true, None, StatusSource::Api, Some(detail), at);
+        ApplyOutcome::Applied { previous, current: MessageStatus::Pending }
     }
 
     pub(super) fn finish_attempt(

@@ -47,7 +47,7 @@ impl Keys {
                     keys.ids.insert(*id);
                     keys.claim_ids.insert(*id);
                 }
-                Command::BeginAttempt { id, .. } => {
+                Command::BeginAttempt { id, .. } | Command::Redrive { id, .. } => {
                     keys.ids.insert(*id);
                 }
                 Command::Finish { id, outcome, .. } => {

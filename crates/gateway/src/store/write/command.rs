@@ -54,6 +54,14 @@ pub enum Command {
     },
     /// Apply a status report (a Twilio callback, mostly).
     Status(StatusReport),
+    /// An operator sends a dead-lettered message again: it becomes `pending`, due at `at`, with a
+    /// fresh allowance of attempts.
+    Redrive {
+        /// The message.
+        id: MessageId,
+        /// When.
+        at: UnixMillis,
+    },
     /// Store an incoming message and update its contact.
     Inbound {
         /// The message.
@@ -113,10 +121,13 @@ pub enum Finish {
         /// When the next attempt is due.
         next_at: UnixMillis,
     },
-    /// Fail for good (a permanent error, an opted-out recipient, attempts used up).
+    /// Fail for good (a permanent error, an opted-out recipient), or give up (attempts used up:
+    /// `dead_letter`).
     Fail {
         /// The attempt, if one was made.
         attempt: Option<i64>,
+        /// The last attempt was used up: the message becomes `dead_lettered`, not `failed`.
+        dead_letter: bool,
         /// Twilio's answer, or the local reason as an error code and message.
         result: AttemptResult,
         /// Shown in the status history.
@@ -162,7 +173,7 @@ pub enum Reply {
     Claimed(Vec<ClaimResult>),
     /// [`Command::BeginAttempt`]: the attempt's number, or `None` when the lease was lost.
     Began(Option<i64>),
-    /// [`Command::Finish`] and [`Command::Status`].
+    /// [`Command::Finish`], [`Command::Status`] and [`Command::Redrive`].
     Applied(ApplyOutcome),
     /// [`Command::Inbound`].
     Received(InboundOutcome),

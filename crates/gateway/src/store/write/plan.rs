@@ -26,7 +26,7 @@ pub(crate) struct Plan {
     contacts: HashMap<PhoneNumber, Contact>,
     pub(super) unmatched: HashMap<MessageSid, Vec<UnmatchedCallback>>,
     by_key: HashMap<String, MessageId>,
-    shard: String,
+    pub(super) shard: String,
     pub changes: Changes,
 }
 
@@ -58,6 +58,7 @@ impl Plan {
             Command::BeginAttempt { id, worker, lease, at } => Reply::Began(self.begin_attempt(*id, worker, *lease, *at)),
             Command::Finish { id, worker, outcome, at } => Reply::Applied(self.finish(*id, worker, outcome, *at)?),
             Command::Status(report) => Reply::Applied(self.status(report)?),
+            Command::Redrive { id, at } => Reply::Applied(self.redrive(*id, *at)),
             Command::Inbound { message, opt } => self.inbound(message, *opt),
         })
     }
@@ -85,6 +86,7 @@ impl Plan {
             error_message: None,
             priority: message.priority,
             attempts: 0,
+            attempt_base: 0,
             reference: message.reference.clone(),
             metadata: message.metadata.as_ref().map(|m| m.to_string()),
             next_attempt_at: Some(message.send_at.unwrap_or(at).max(at)),
@@ -128,7 +130,7 @@ impl Plan {
         }
         if self.contacts.get(&m.to).is_some_and(|c| c.opted_out.0) {
             let result = AttemptResult { error_code: Some(21610), error_message: Some(describe(21610).to_owned()), ..Default::default() };
-            self.fail(id, &result, "not sent: the recipient opted out".into(), now);
+            self.fail(id, &result, MessageStatus::Failed, "not sent: the recipient opted out".into(), now);
             return ClaimResult::Done { id };
         }
         let m = self.touch(id).expect("looked up above");
@@ -221,6 +223,7 @@ impl Plan {
             error_message: None,
             priority: Priority::DEFAULT,
             attempts: 0,
+            attempt_base: 0,
             reference: None,
             metadata: None,
             next_attempt_at: None,

@@ -219,6 +219,7 @@ async fn write(conn: &mut PgConnection, plan: &Plan) -> Result<(), StoreError> {
             .bind(m(|r| r.lifecycle.read_at))
             .bind(m(|r| r.lifecycle.failed_at))
             .bind(updated.iter().map(|r| r.lifecycle.last_status_at).collect::<Vec<_>>())
+            .bind(updated.iter().map(|r| r.attempt_base).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
     }

@@ -13,11 +13,12 @@ pub(super) const PG_UPDATE_MESSAGES: &str = "UPDATE messages AS m SET message_si
      error_code = v.error_code, error_message = v.error_message, attempts = v.attempts, next_attempt_at = v.next_attempt_at, \
      lease_owner = v.lease_owner, lease_until = v.lease_until, counted = v.counted, callbacks_seen = v.callbacks_seen, \
      queued_at = v.queued_at, sent_at = v.sent_at, delivered_at = v.delivered_at, read_at = v.read_at, failed_at = v.failed_at, \
-     last_status_at = v.last_status_at \
+     last_status_at = v.last_status_at, attempt_base = v.attempt_base \
      FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[], $8::text[], \
      $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], \
-     $17::bigint[]) AS v(id, message_sid, status, error_code, error_message, attempts, next_attempt_at, lease_owner, \
-     lease_until, counted, callbacks_seen, queued_at, sent_at, delivered_at, read_at, failed_at, last_status_at) \
+     $17::bigint[], $18::bigint[]) AS v(id, message_sid, status, error_code, error_message, attempts, next_attempt_at, \
+     lease_owner, lease_until, counted, callbacks_seen, queued_at, sent_at, delivered_at, read_at, failed_at, last_status_at, \
+     attempt_base) \
      WHERE m.id = v.id";
 
 pub(super) const PG_INSERT_LOG: &str = "INSERT INTO message_status_log (message_id, previous_status, new_status, applied, \

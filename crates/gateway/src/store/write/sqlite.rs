@@ -86,6 +86,7 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRecord> {
         error_message: row.get("error_message")?,
         priority: row.get("priority")?,
         attempts: row.get("attempts")?,
+        attempt_base: row.get("attempt_base")?,
         reference: row.get("reference")?,
         metadata: row.get("metadata")?,
         next_attempt_at: row.get("next_attempt_at")?,
@@ -247,7 +248,8 @@ fn write(tx: &Transaction<'_>, plan: &Plan) -> Result<(), StoreError> {
         tx.prepare_cached(
             "UPDATE messages SET message_sid = ?2, status = ?3, error_code = ?4, error_message = ?5, attempts = ?6, \
              next_attempt_at = ?7, lease_owner = ?8, lease_until = ?9, counted = ?10, callbacks_seen = ?11, queued_at = ?12, \
-             sent_at = ?13, delivered_at = ?14, read_at = ?15, failed_at = ?16, last_status_at = ?17 WHERE id = ?1",
+             sent_at = ?13, delivered_at = ?14, read_at = ?15, failed_at = ?16, last_status_at = ?17, attempt_base = ?18 \
+             WHERE id = ?1",
         )?
         .execute(params![
             m.id,
@@ -267,6 +269,7 @@ fn write(tx: &Transaction<'_>, plan: &Plan) -> Result<(), StoreError> {
             l.read_at,
             l.failed_at,
             l.last_status_at,
+            m.attempt_base,
         ])?;
     }
     for e in &changes.log {

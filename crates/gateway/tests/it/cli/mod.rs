@@ -5,7 +5,7 @@ mod bulk;
 
 use std::path::Path;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use whatsapp_gateway::domain::MessageStatus;
 use whatsapp_gateway::http::dto::metrics::MetricsReport;
 use whatsapp_gateway::http::dto::{DeliveryStatusView, MessagePage, MessageResource};
@@ -222,5 +222,41 @@ async fn metrics_shows_totals_rates_and_delivery_times() {
     let bad = run_cli(&app, &dir.0, &["metrics", "--granularity", "week"]).await;
     assert_eq!(bad.code, 1);
     assert!(bad.stderr.contains("  - granularity: must be `hour` or `day`, got \"week\""), "{bad:#?}");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn retry_redrives_dead_letters_by_id_and_by_filter_and_says_which_it_could_not() {
+    use crate::helpers::TestOptions;
+    use twilio_emulator::Behaviour;
+    let app = TestApp::spawn_with(TestOptions { vars: vec![("MAX_ATTEMPTS", "1".into())], ..Default::default() }).await;
+    let dir = TempDir::new();
+    let (a, b) = ("+14155550176", "+14155550177");
+    for phone in [a, b] {
+        app.open_window(phone);
+        app.emulator.set_behaviour(phone, Behaviour { server_error_first: 1, ..Default::default() });
+    }
+    let first = app.send_ok(json!({"to": a, "body": "one"})).await.id;
+    let second = app.send_ok(json!({"to": b, "body": "two"})).await.id;
+    for id in [first, second] {
+        app.wait_for_status(id, MessageStatus::DeadLettered).await;
+    }
+
+    let by_id = run_cli(&app, &dir.0, &["retry", &first.to_string()]).await;
+    let text = ok(&by_id);
+    assert!(text.contains(&first.to_string()) && text.contains("pending") && text.ends_with("1 redriven\n"), "{text}");
+    app.wait_for_status(first, MessageStatus::Read).await;
+
+    let again = run_cli(&app, &dir.0, &["retry", &first.to_string()]).await;
+    assert_eq!(again.code, 1, "{again:#?}");
+    assert!(again.stderr.contains("409") && again.stderr.contains("only a dead-lettered message"), "{again:#?}");
+
+    let bulk = run_cli(&app, &dir.0, &["retry", "--dead-lettered", "--phone", b, "--json"]).await;
+    let result: Value = serde_json::from_str(ok(&bulk)).unwrap();
+    assert_eq!(result["redriven"], 1);
+    assert_eq!(result["messages"][0]["id"], second.to_string());
+    app.wait_for_status(second, MessageStatus::Read).await;
+    let none = run_cli(&app, &dir.0, &["retry", "--dead-lettered"]).await;
+    assert_eq!(ok(&none), "no dead-lettered message matches\n");
     app.finish().await;
 }
