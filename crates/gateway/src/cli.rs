@@ -1,6 +1,6 @@
 //! The command line: `serve`, `worker`, `migrate`, `emulator`, `token`.
 //!
-//! The API verbs (`send`, `status`, `messages`, `metrics`, `retry`, `bulk`) talk to a running
+//! The API verbs (`send`, `status`, `messages`, `metrics`, `retry`, `cancel`, `bulk`) talk to a running
 //! gateway over HTTP and need none of its configuration: see [`remote`].
 
 use std::net::SocketAddr;
@@ -15,6 +15,7 @@ use crate::startup::{Application, RunOptions};
 use crate::store::{Store, StoreOptions};
 
 mod bulk;
+mod cancel;
 mod messages;
 mod metrics;
 mod output;
@@ -35,7 +36,7 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// The verbs against a running gateway (`send`, `status`, `messages`, `metrics`, `retry`, `bulk`).
+    /// The verbs against a running gateway (`send`, `status`, `messages`, `metrics`, `retry`, `cancel`, `bulk`).
     #[command(flatten)]
     Remote(Box<remote::RemoteCommand>),
     /// Run the HTTP API, the webhooks and the workers (the built-in Twilio emulator too when no

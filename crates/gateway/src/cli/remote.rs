@@ -1,12 +1,12 @@
 //! The verbs that talk to a running gateway over its HTTP API: `send`, `status`, `messages`,
-//! `metrics`, `retry`, `bulk`. They need no server configuration (no database, no secret): only
+//! `metrics`, `retry`, `cancel`, `bulk`. They need no server configuration (no database, no secret): only
 //! the gateway's URL (`--url` / `GATEWAY_URL`) and a bearer token (`--token` / `GATEWAY_TOKEN`).
 //! Output is for people by default and the API's JSON with `--json`; a refusal prints the
 //! problem detail and exits 1. `docs/cli.md` has the whole guide.
 
 use clap::{Args, Subcommand};
 
-use super::{bulk, messages, metrics, retry, send, status};
+use super::{bulk, cancel, messages, metrics, retry, send, status};
 use crate::client::GatewayClient;
 
 /// Where the gateway is, who is calling, and how to print.
@@ -49,6 +49,8 @@ pub enum RemoteCommand {
     Metrics(metrics::MetricsArgs),
     /// Redrive dead-lettered messages: by id, or every one a filter matches (`--dead-lettered`).
     Retry(retry::RetryArgs),
+    /// Cancel messages Twilio does not have yet (pending, scheduled, retrying).
+    Cancel(cancel::CancelArgs),
     /// Send one message per row of a CSV file: resumable, with a results CSV and a summary.
     Bulk(bulk::BulkArgs),
 }
@@ -61,6 +63,7 @@ pub async fn run(command: RemoteCommand) -> anyhow::Result<()> {
         RemoteCommand::Messages(args) => messages::run(args).await,
         RemoteCommand::Metrics(args) => metrics::run(args).await,
         RemoteCommand::Retry(args) => retry::run(args).await,
+        RemoteCommand::Cancel(args) => cancel::run(args).await,
         RemoteCommand::Bulk(args) => bulk::run(args).await,
     }
 }

@@ -113,6 +113,13 @@ impl GatewayClient {
         self.call(self.http.post(&url), &url).await
     }
 
+    /// `POST /messages/{id}/cancel`: withdraw a message Twilio does not have yet.
+    pub async fn cancel(&self, id: &str) -> Result<Answer<MessageResource>, ClientError> {
+        let path = paths::MESSAGE_CANCEL.replace("{id}", &form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>());
+        let url = self.url(&path, &[]);
+        self.call(self.http.post(&url), &url).await
+    }
+
     /// `POST /messages/retry` with its filters (`phone`, `from`, `to`, `reference`, `limit`).
     pub async fn redrive_matching(&self, query: &[(&str, String)]) -> Result<Answer<RedriveResult>, ClientError> {
         let url = self.url(paths::MESSAGES_RETRY, query);

@@ -59,7 +59,8 @@ impl Counted {
     /// What a lifecycle deserves to be counted in.
     pub fn of(l: &Lifecycle) -> Self {
         let mut bits = 0;
-        if l.status.rank() >= 1 {
+        // A message withdrawn before it was sent is no message sent: it counts nowhere.
+        if l.status.rank() >= 1 && l.status != MessageStatus::Canceled {
             bits |= Self::TOTAL;
         }
         if l.queued_at.is_some() || l.sent_at.is_some() {

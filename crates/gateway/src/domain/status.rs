@@ -1,7 +1,7 @@
 //! The message status state machine.
 //!
 //! Outbound statuses have a rank: `pending = retrying < queued < sending < sent < delivered < read
-//! < undelivered < failed < dead_lettered`. The failures rank highest because they are terminal:
+//! < undelivered < failed < dead_lettered = canceled`. The failures rank highest because they are terminal:
 //! once a message has failed, no report moves it again. (Only an operator's redrive takes a
 //! dead-lettered message back to `pending`; that is not a report, and it is logged as such.) A report never lowers the rank, so the current
 //! status is the highest-ranked status ever reported, whatever order reports arrive in.
@@ -25,7 +25,8 @@ use super::clock::UnixMillis;
 #[schema(description = "A message's status. Outbound: `pending` (stored, waiting for a worker), `retrying` (an attempt failed; \
     waiting for the next), `queued` (Twilio accepted it), `sending`, `sent` (WhatsApp accepted it), `delivered`, `read`, \
     `undelivered` and `failed` (both terminal), `dead_lettered` (the gateway gave up after its last attempt; terminal \
-    unless redriven with `POST /api/v1/whatsapp/messages/{id}/retry`). Inbound: `received`. A status never moves backwards.")]
+    unless redriven with `POST /api/v1/whatsapp/messages/{id}/retry`), `canceled` (withdrawn before Twilio had it; \
+    terminal). Inbound: `received`. A status never moves backwards.")]
 pub enum MessageStatus {
     /// Stored and waiting for a worker (outbound).
     Pending,
@@ -49,6 +50,9 @@ pub enum MessageStatus {
     Received,
     /// The gateway gave up after its last attempt (terminal until an operator redrives it).
     DeadLettered,
+    /// Withdrawn before Twilio had it: by `POST …/messages/{id}/cancel`, or because its
+    /// recipient opted out (terminal).
+    Canceled,
 }
 
 /// The text is not a status the gateway knows.
@@ -58,7 +62,7 @@ pub struct UnknownStatus(pub String);
 
 impl MessageStatus {
     /// All statuses, for validation messages and tests.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::Pending,
         Self::Retrying,
         Self::Queued,
@@ -70,6 +74,7 @@ impl MessageStatus {
         Self::Failed,
         Self::Received,
         Self::DeadLettered,
+        Self::Canceled,
     ];
 
     /// The status's name on the wire and in the database.
@@ -86,6 +91,7 @@ impl MessageStatus {
             Self::Failed => "failed",
             Self::Received => "received",
             Self::DeadLettered => "dead_lettered",
+            Self::Canceled => "canceled",
         }
     }
 
@@ -100,7 +106,7 @@ impl MessageStatus {
             Self::Read => 5,
             Self::Undelivered => 6,
             Self::Failed => 7,
-            Self::DeadLettered => 8,
+            Self::DeadLettered | Self::Canceled => 8,
         }
     }
 
@@ -112,7 +118,7 @@ impl MessageStatus {
 
     /// Whether nothing can move the message any further.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Failed | Self::Undelivered | Self::DeadLettered)
+        matches!(self, Self::Failed | Self::Undelivered | Self::DeadLettered | Self::Canceled)
     }
 
     /// Whether the metrics count it as failed (`failed`, or given up on: `dead_lettered`).
@@ -251,7 +257,11 @@ impl Lifecycle {
                 next.failed_at = earliest(next.failed_at, at);
             }
             MessageStatus::Failed | MessageStatus::DeadLettered => next.failed_at = earliest(next.failed_at, at),
-            MessageStatus::Pending | MessageStatus::Retrying | MessageStatus::Sending | MessageStatus::Received => {}
+            MessageStatus::Pending
+            | MessageStatus::Retrying
+            | MessageStatus::Sending
+            | MessageStatus::Received
+            | MessageStatus::Canceled => {}
         }
         let (current_rank, event_rank) = (self.status.rank(), event.status.rank());
         let status_changed = event_rank > current_rank;

@@ -20,6 +20,7 @@ pub(super) fn router() -> Router<AppState> {
         .route(paths::MESSAGES, get(list_messages))
         .route(paths::MESSAGE, get(get_message))
         .route(paths::MESSAGE_RETRY, post(redrive_message))
+        .route(paths::MESSAGE_CANCEL, post(cancel_message))
         .route(paths::MESSAGES_RETRY, post(redrive_messages))
         .route(paths::DELIVERY_STATUS, get(delivery_status))
 }
@@ -89,6 +90,38 @@ async fn redrive_message(
 ) -> Result<Json<MessageResource>, ApiError> {
     let id = parse_id("id", &id)?;
     Ok(Json(state.gateway.redrive(id).await?.into()))
+}
+
+/// Withdraws a message Twilio does not have yet.
+#[utoipa::path(
+    post,
+    path = "/api/v1/whatsapp/messages/{id}/cancel",
+    tag = "messages",
+    operation_id = "cancel_message",
+    summary = "Cancel a message that has not been sent",
+    description = "A message Twilio does not have yet — `pending` (due or scheduled with `send_at`) or `retrying` — becomes \
+                   `canceled` and is never sent; its history gains the cancel. A message Twilio has (or that ended) is a 409, \
+                   and so is one a worker is sending at this moment or whose last attempt may have reached Twilio (its outcome \
+                   is being asked about): ask again in a few seconds.",
+    security(("bearer" = ["messages:send"])),
+    params(("id" = MessageId, Path, description = "The message's id (a UUID).")),
+    responses(
+        (status = 200, description = "The message, `canceled`.", body = MessageResource),
+        (status = 401, description = "No valid bearer token.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No message with this id.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "Too late (Twilio has it, or it ended) or not safe yet; the problem says which.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "`id` is not a UUID.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see `Retry-After`.", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all, fields(sub = %claims.sub))]
+async fn cancel_message(
+    State(state): State<AppState>,
+    Authorized(claims, _): Authorized<SendMessages>,
+    Path(id): Path<String>,
+) -> Result<Json<MessageResource>, ApiError> {
+    let id = parse_id("id", &id)?;
+    Ok(Json(state.gateway.cancel(id).await?.into()))
 }
 
 /// Which dead-lettered messages to redrive (all optional).

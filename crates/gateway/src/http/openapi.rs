@@ -39,6 +39,7 @@ use crate::state::AppState;
         super::messages::list_messages,
         super::messages::get_message,
         super::messages::redrive_message,
+        super::messages::cancel_message,
         super::messages::redrive_messages,
         super::metrics::phone_performance,
         super::webhooks::status::status_callback,

@@ -15,6 +15,8 @@ pub const MESSAGES: &str = "/api/v1/whatsapp/messages";
 pub const MESSAGE: &str = "/api/v1/whatsapp/messages/{id}";
 /// `POST`: redrive one dead-lettered message.
 pub const MESSAGE_RETRY: &str = "/api/v1/whatsapp/messages/{id}/retry";
+/// `POST`: withdraw a message Twilio does not have yet.
+pub const MESSAGE_CANCEL: &str = "/api/v1/whatsapp/messages/{id}/cancel";
 /// `POST`: redrive the dead-lettered messages a filter matches.
 pub const MESSAGES_RETRY: &str = "/api/v1/whatsapp/messages/retry";
 /// `GET`: one phone's performance.

@@ -12,7 +12,8 @@ use crate::domain::{
 };
 use crate::queue::{Job, JobQueue};
 use crate::store::{
-    ApplyOutcome, AttemptRecord, Backlog, ListFilter, MessageRecord, MetricsBucket, PhonePerformance, StatusLogEntry, StatusReport, Store,
+    ApplyOutcome, AttemptRecord, Backlog, CancelOutcome, ListFilter, MessageRecord, MetricsBucket, PhonePerformance, StatusLogEntry,
+    StatusReport, Store,
 };
 use crate::telemetry::metrics;
 use crate::worker::Sender;
@@ -172,6 +173,29 @@ impl Gateway {
             }
         }
         Ok(done)
+    }
+
+    /// Withdraws a message Twilio does not have yet (`pending`, scheduled, `retrying`): it
+    /// becomes `canceled` and is never sent. Too late (Twilio has it, or it ended) or not safe yet
+    /// (being sent right now) is a [`GatewayError::WrongStatus`].
+    pub async fn cancel(&self, id: MessageId) -> Result<MessageRecord, GatewayError> {
+        match self.inner.store.cancel(id).await? {
+            CancelOutcome::Canceled { .. } => {}
+            CancelOutcome::NotFound => return Err(GatewayError::NotFound(format!("no message with id {id}"))),
+            CancelOutcome::TooLate { current } => {
+                return Err(GatewayError::WrongStatus(format!(
+                    "only a message Twilio does not have yet (pending, scheduled or retrying) can be canceled; {id} is {current}"
+                )));
+            }
+            CancelOutcome::InFlight { current } => {
+                return Err(GatewayError::WrongStatus(format!(
+                    "{id} ({current}) is being sent right now, or an earlier attempt may have reached Twilio; ask again in a few seconds"
+                )));
+            }
+        }
+        metrics::canceled();
+        tracing::info!(message_id = %id, "message canceled");
+        self.message(id).await
     }
 
     /// Stores an incoming message, updates its contact, and runs the handlers (once per SID).

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::db::Store;
 use super::error::StoreError;
 use super::messages::unexpected;
-use super::write::command::{ApplyOutcome, Command, Finish, Reply};
+use super::write::command::{ApplyOutcome, CancelOutcome, Command, Finish, Reply};
 use crate::domain::{AttemptOutcome, AttemptResult, MessageId, MessageSid, StatusSource, UnixMillis, now_ms};
 
 impl Store {
@@ -84,6 +84,14 @@ impl Store {
     pub async fn redrive(&self, id: MessageId) -> Result<ApplyOutcome, StoreError> {
         match self.submit(Command::Redrive { id, at: now_ms() }).await? {
             Reply::Applied(outcome) => Ok(outcome),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Withdraws a message Twilio does not have yet (pending, scheduled, retrying): `canceled`.
+    pub async fn cancel(&self, id: MessageId) -> Result<CancelOutcome, StoreError> {
+        match self.submit(Command::Cancel { id, at: now_ms() }).await? {
+            Reply::Canceled(outcome) => Ok(outcome),
             other => Err(unexpected(&other)),
         }
     }

@@ -30,6 +30,8 @@ const ENQUEUE_FAILURES: Series =
     series("gateway_enqueue_failures_total", "counter", &[], "Stored messages the queue could not take at once (the sweeper queues them).");
 const REDRIVES: Series =
     series("gateway_redrives_total", "counter", &[], "Dead-lettered messages sent again by an operator (POST …/messages/{id}/retry).");
+const CANCELS: Series =
+    series("gateway_cancels_total", "counter", &[], "Messages withdrawn before Twilio had them (POST …/messages/{id}/cancel).");
 const SENDS: Series = series(
     "gateway_sends_total",
     "counter",
@@ -73,6 +75,7 @@ pub const SERIES: &[Series] = &[
     MESSAGES_CREATED,
     ENQUEUE_FAILURES,
     REDRIVES,
+    CANCELS,
     SENDS,
     TWILIO_SECONDS,
     CALLBACKS,
@@ -121,6 +124,11 @@ pub fn enqueue_failed() {
 /// A dead-lettered message was redriven.
 pub fn redriven() {
     metrics::counter!(REDRIVES.name).increment(1);
+}
+
+/// A message was canceled.
+pub fn canceled() {
+    metrics::counter!(CANCELS.name).increment(1);
 }
 
 /// A send attempt ended with `outcome`.

@@ -6,6 +6,7 @@
 
 mod api;
 mod batches;
+mod cancel;
 mod cli;
 mod contract;
 mod crash;

@@ -162,6 +162,7 @@ async fn the_document_is_served_without_auth_and_lists_every_route() {
         ("get", "/api/v1/whatsapp/messages", Some("bearer")),
         ("get", "/api/v1/whatsapp/messages/{id}", Some("bearer")),
         ("post", "/api/v1/whatsapp/messages/{id}/retry", Some("bearer")),
+        ("post", "/api/v1/whatsapp/messages/{id}/cancel", Some("bearer")),
         ("post", "/api/v1/whatsapp/messages/retry", Some("bearer")),
         ("get", "/api/v1/whatsapp/phones/{phone}/performance", Some("bearer")),
         ("post", "/api/v1/whatsapp/status", Some("twilio_signature")),

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::command::{ApplyOutcome, Finish};
+use super::command::{ApplyOutcome, CancelOutcome, Finish};
 use super::plan::{Plan, millis};
 use crate::domain::rollup::transition;
 use crate::domain::{AttemptOutcome, AttemptResult, MessageId, MessageSid, MessageStatus, StatusEvent, StatusSource, UnixMillis};
@@ -189,6 +189,27 @@ impl Plan {
         let detail = format!("redriven after {} attempts", m.attempts);
         self.log(id, Some(previous), MessageStatus::Pending, true, None, StatusSource::Api, Some(detail), at);
         ApplyOutcome::Applied { previous, current: MessageStatus::Pending }
+    }
+
+    /// Withdraws a message Twilio does not have yet (sendable, not held by a live worker, no
+    /// attempt whose outcome is unknown): `canceled`, logged from `api` with `detail`.
+    pub(super) fn cancel(&mut self, id: MessageId, at: UnixMillis, detail: &str) -> CancelOutcome {
+        let now = self.now;
+        let Some(m) = self.messages.get(&id) else { return CancelOutcome::NotFound };
+        let current = m.status();
+        if !current.is_sendable() {
+            return CancelOutcome::TooLate { current };
+        }
+        if m.lease_until.is_some_and(|until| until >= now) || self.unresolved.contains_key(&id) {
+            return CancelOutcome::InFlight { current };
+        }
+        let m = self.touch(id).expect("present");
+        m.next_attempt_at = None;
+        m.lease_owner = None;
+        m.lease_until = None;
+        let event = StatusEvent { status: MessageStatus::Canceled, at, error_code: None };
+        self.apply_event(id, &event, StatusSource::Api, Some(detail.to_owned()), None);
+        CancelOutcome::Canceled { previous: current }
     }
 
     pub(super) fn finish_attempt(

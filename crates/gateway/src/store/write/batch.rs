@@ -29,6 +29,8 @@ pub(crate) struct Keys {
     pub claim_ids: BTreeSet<MessageId>,
     /// Contacts of inbound senders (claimed recipients are added after the first load).
     pub phones: BTreeSet<PhoneNumber>,
+    /// Senders of a STOP: their sendable outbound messages are loaded to be canceled.
+    pub stopping: BTreeSet<PhoneNumber>,
 }
 
 impl Keys {
@@ -43,7 +45,8 @@ impl Keys {
                     keys.ids.extend(ids.iter().copied());
                     keys.claim_ids.extend(ids.iter().copied());
                 }
-                Command::Claim { pick: Pick::Now(id), .. } => {
+                // A cancel must see an unresolved attempt, as a claim does.
+                Command::Claim { pick: Pick::Now(id), .. } | Command::Cancel { id, .. } => {
                     keys.ids.insert(*id);
                     keys.claim_ids.insert(*id);
                 }
@@ -62,9 +65,12 @@ impl Keys {
                     keys.sids.insert(report.sid.clone());
                     keys.unmatched.insert(report.sid.clone());
                 }
-                Command::Inbound { message, .. } => {
+                Command::Inbound { message, opt } => {
                     keys.sids.insert(message.sid.clone());
                     keys.phones.insert(message.from.clone());
+                    if *opt == OptChange::OptOut {
+                        keys.stopping.insert(message.from.clone());
+                    }
                 }
             }
         }
@@ -89,6 +95,9 @@ pub(crate) struct Loaded {
     pub unmatched: HashMap<MessageSid, Vec<UnmatchedCallback>>,
     /// Messages holding an idempotency key that is still valid.
     pub by_key: HashMap<String, MessageId>,
+    /// The sendable outbound messages to each STOP sender (also in `messages`, with their
+    /// unresolved attempts).
+    pub sendable_to: HashMap<PhoneNumber, Vec<MessageId>>,
 }
 
 /// A contact update, merged into the stored row (`COALESCE` for the profile, the latest inbound

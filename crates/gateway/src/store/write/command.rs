@@ -62,6 +62,13 @@ pub enum Command {
         /// When.
         at: UnixMillis,
     },
+    /// Withdraw a message Twilio does not have yet: it becomes `canceled`.
+    Cancel {
+        /// The message.
+        id: MessageId,
+        /// When.
+        at: UnixMillis,
+    },
     /// Store an incoming message and update its contact.
     Inbound {
         /// The message.
@@ -177,6 +184,31 @@ pub enum Reply {
     Applied(ApplyOutcome),
     /// [`Command::Inbound`].
     Received(InboundOutcome),
+    /// [`Command::Cancel`].
+    Canceled(CancelOutcome),
+}
+
+/// What a cancel did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The message is `canceled` now.
+    Canceled {
+        /// Its status before.
+        previous: MessageStatus,
+    },
+    /// Twilio has it, or it ended already: nothing to withdraw.
+    TooLate {
+        /// Its status.
+        current: MessageStatus,
+    },
+    /// A worker is sending it right now, or an earlier attempt may have reached Twilio (its
+    /// outcome is being asked about): it cannot be withdrawn safely yet.
+    InFlight {
+        /// Its status.
+        current: MessageStatus,
+    },
+    /// No such message.
+    NotFound,
 }
 
 /// A message reserved for one worker.

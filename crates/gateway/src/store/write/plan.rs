@@ -26,6 +26,7 @@ pub(crate) struct Plan {
     contacts: HashMap<PhoneNumber, Contact>,
     pub(super) unmatched: HashMap<MessageSid, Vec<UnmatchedCallback>>,
     by_key: HashMap<String, MessageId>,
+    sendable_to: HashMap<PhoneNumber, Vec<MessageId>>,
     pub(super) shard: String,
     pub changes: Changes,
 }
@@ -43,6 +44,7 @@ impl Plan {
             contacts: loaded.contacts,
             unmatched: loaded.unmatched,
             by_key: loaded.by_key,
+            sendable_to: loaded.sendable_to,
             shard: shard.to_owned(),
             changes: Changes::default(),
         };
@@ -59,6 +61,7 @@ impl Plan {
             Command::Finish { id, worker, outcome, at } => Reply::Applied(self.finish(*id, worker, outcome, *at)?),
             Command::Status(report) => Reply::Applied(self.status(report)?),
             Command::Redrive { id, at } => Reply::Applied(self.redrive(*id, *at)),
+            Command::Cancel { id, at } => Reply::Canceled(self.cancel(*id, *at, "canceled by the application")),
             Command::Inbound { message, opt } => self.inbound(message, *opt),
         })
     }
@@ -249,6 +252,13 @@ impl Plan {
         let contact = merge_contact(previous, &change);
         self.contacts.insert(message.from.clone(), contact.clone());
         self.changes.contacts.push(change);
+        if opt == OptChange::OptOut {
+            // What waits for this contact is withdrawn; a message being sent right now (or whose
+            // last attempt may have reached Twilio) is left to the claim's opt-out check.
+            for pending in self.sendable_to.remove(&message.from).unwrap_or_default() {
+                self.cancel(pending, at, "canceled: the recipient opted out (STOP)");
+            }
+        }
         Reply::Received(InboundOutcome { message_id: id, duplicate: false, contact })
     }
 

@@ -132,6 +132,14 @@ async fn load(conn: &mut PgConnection, keys: Keys) -> Result<Loaded, StoreError>
             .await?;
         loaded.messages.extend(rows.into_iter().map(|m| (m.id, m)));
     }
+    if !keys.stopping.is_empty() {
+        let rows: Vec<MessageRecord> =
+            sqlx::query_as(sql::PG_LOAD_SENDABLE_TO).bind(texts(keys.stopping.iter().map(|p| p.as_e164()))).fetch_all(&mut *conn).await?;
+        for message in rows {
+            loaded.sendable_to.entry(message.to.clone()).or_default().push(message.id);
+            loaded.messages.insert(message.id, message);
+        }
+    }
     if !keys.unmatched.is_empty() {
         let rows: Vec<UnmatchedCallback> =
             sqlx::query_as(sql::PG_LOAD_UNMATCHED).bind(texts(keys.unmatched.iter().map(|s| s.as_str()))).fetch_all(&mut *conn).await?;
@@ -139,7 +147,8 @@ async fn load(conn: &mut PgConnection, keys: Keys) -> Result<Loaded, StoreError>
             loaded.unmatched.entry(row.message_sid.clone()).or_default().push(row);
         }
     }
-    let claimable: BTreeSet<MessageId> = loaded.picked.iter().copied().chain(keys.claim_ids.iter().copied()).collect();
+    let stopped = loaded.sendable_to.values().flatten().copied();
+    let claimable: BTreeSet<MessageId> = loaded.picked.iter().copied().chain(keys.claim_ids.iter().copied()).chain(stopped).collect();
     let mut phones: BTreeSet<PhoneNumber> = keys.phones;
     phones.extend(claimable.iter().filter_map(|id| loaded.messages.get(id)).map(|m| m.to.clone()));
     if !phones.is_empty() {

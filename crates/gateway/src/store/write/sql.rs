@@ -95,6 +95,8 @@ pub(super) const PG_LOAD_BY_KEY: &str =
     "SELECT idempotency_key AS key, messages.* FROM messages WHERE idempotency_key = ANY($1) FOR UPDATE";
 pub(super) const PG_PICK: &str = "SELECT * FROM messages WHERE status IN ('pending', 'retrying') AND next_attempt_at <= $1 \
      AND (lease_until IS NULL OR lease_until < $1) ORDER BY priority, next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED";
+pub(super) const PG_LOAD_SENDABLE_TO: &str = "SELECT * FROM messages WHERE to_addr = ANY($1) AND direction = 'outbound' \
+     AND status IN ('pending', 'retrying') ORDER BY id FOR UPDATE";
 pub(super) const PG_LOAD_MESSAGES: &str = "SELECT * FROM messages WHERE id = ANY($1) OR message_sid = ANY($2) ORDER BY id FOR UPDATE";
 pub(super) const PG_LOAD_UNMATCHED: &str = "SELECT * FROM unmatched_callbacks WHERE message_sid = ANY($1) ORDER BY id";
 pub(super) const PG_LOAD_CONTACTS: &str = "SELECT * FROM contacts WHERE phone = ANY($1)";
@@ -108,6 +110,7 @@ pub(super) const PG_STATEMENTS: &[&str] = &[
     PG_FREE_KEYS,
     PG_LOAD_BY_KEY,
     PG_PICK,
+    PG_LOAD_SENDABLE_TO,
     PG_LOAD_MESSAGES,
     PG_LOAD_UNMATCHED,
     PG_LOAD_CONTACTS,

@@ -143,6 +143,17 @@ fn load(tx: &Transaction<'_>, keys: Keys) -> Result<Loaded, StoreError> {
     for sid in &keys.sids {
         loaded.messages.extend(messages(tx, "SELECT * FROM messages WHERE message_sid = ?1", [sid])?.into_iter().map(|m| (m.id, m)));
     }
+    for phone in &keys.stopping {
+        let rows = messages(
+            tx,
+            "SELECT * FROM messages WHERE to_addr = ?1 AND direction = 'outbound' AND status IN ('pending', 'retrying') ORDER BY id",
+            [phone],
+        )?;
+        for message in rows {
+            loaded.sendable_to.entry(message.to.clone()).or_default().push(message.id);
+            loaded.messages.insert(message.id, message);
+        }
+    }
     for sid in &keys.unmatched {
         let mut statement = tx.prepare_cached("SELECT * FROM unmatched_callbacks WHERE message_sid = ?1 ORDER BY id")?;
         let rows = statement
@@ -159,7 +170,8 @@ fn load(tx: &Transaction<'_>, keys: Keys) -> Result<Loaded, StoreError> {
             loaded.unmatched.insert(sid.clone(), rows);
         }
     }
-    let claimable: BTreeSet<MessageId> = loaded.picked.iter().copied().chain(keys.claim_ids.iter().copied()).collect();
+    let stopped = loaded.sendable_to.values().flatten().copied();
+    let claimable: BTreeSet<MessageId> = loaded.picked.iter().copied().chain(keys.claim_ids.iter().copied()).chain(stopped).collect();
     let mut phones: BTreeSet<PhoneNumber> = keys.phones;
     phones.extend(claimable.iter().filter_map(|id| loaded.messages.get(id)).map(|m| m.to.clone()));
     for phone in phones {

@@ -260,3 +260,19 @@ async fn retry_redrives_dead_letters_by_id_and_by_filter_and_says_which_it_could
     assert_eq!(ok(&none), "no dead-lettered message matches\n");
     app.finish().await;
 }
+
+#[tokio::test]
+async fn cancel_withdraws_a_scheduled_message_and_reports_the_one_it_could_not() {
+    let app = TestApp::spawn().await;
+    let dir = TempDir::new();
+    let later =
+        (time::OffsetDateTime::now_utc() + time::Duration::hours(1)).format(&time::format_description::well_known::Rfc3339).unwrap();
+    let id = app.send_ok(json!({"to": "+14155550178", "body": "later", "send_at": later})).await.id;
+    let unknown = "01a20000-0000-7000-8000-000000000000";
+    let run = run_cli(&app, &dir.0, &["cancel", &id.to_string(), unknown]).await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(run.stdout.contains(&id.to_string()) && run.stdout.contains("canceled") && run.stdout.ends_with("1 canceled\n"), "{run:#?}");
+    assert!(run.stderr.contains(unknown) && run.stderr.contains("404"), "{run:#?}");
+    assert_eq!(app.delivery_status(id).await.message.status, MessageStatus::Canceled);
+    app.finish().await;
+}
