@@ -47,6 +47,7 @@ pub async fn run(target: DemoTarget) -> anyhow::Result<()> {
         reference: Some("order-1042".into()),
         metadata: None,
         idempotency_key: None,
+        validity_s: None,
     };
     target.gateway.send(message, SendMode::Queue).await?;
     println!("== demo: message {id} queued; following its status history:");

@@ -107,6 +107,7 @@ fn new_outbound(emu: &Emulator, req: &CreateRequest) -> Message {
         date_updated: at,
         date_sent: None,
         status_callback: req.status_callback.clone(),
+        validity_period: req.validity_period,
         pending_from,
     }
 }

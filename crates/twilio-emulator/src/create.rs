@@ -25,6 +25,8 @@ pub(crate) struct CreateRequest {
     pub media_urls: Vec<String>,
     pub content_sid: Option<String>,
     pub status_callback: Option<String>,
+    /// `ValidityPeriod`: seconds it may wait in the queue (1 … 36000).
+    pub validity_period: Option<u32>,
 }
 
 impl CreateRequest {
@@ -62,7 +64,14 @@ impl CreateRequest {
         {
             return Err(TwilioError::bad_request(21609, format!("Invalid StatusCallback url: {url}")));
         }
-        Ok(Self { to, to_e164, from, messaging_service_sid, body, media_urls, content_sid, status_callback })
+        let validity_period = match get("ValidityPeriod") {
+            None => None,
+            Some(v) => match v.parse::<u32>() {
+                Ok(seconds) if (1..=36_000).contains(&seconds) => Some(seconds),
+                _ => return Err(TwilioError::bad_request(21624, format!("Invalid validity period value: {v}"))),
+            },
+        };
+        Ok(Self { to, to_e164, from, messaging_service_sid, body, media_urls, content_sid, status_callback, validity_period })
     }
 
     /// The sender's key: the E.164 `From`, else the Messaging Service SID.
@@ -163,5 +172,16 @@ mod tests {
         assert_eq!(req.media_urls.len(), 2);
         assert_eq!(req.sender_key(), "+14155238886");
         assert!(req.is_whatsapp() && req.is_free_form());
+        assert_eq!(req.validity_period, None);
+    }
+
+    #[test]
+    fn validity_period_is_an_integer_from_1_to_36000() {
+        let with = |v: &str| CreateRequest::parse(&params(&[TO, FROM, ("Body", "hi"), ("ValidityPeriod", v)]));
+        assert_eq!(with("600").unwrap().validity_period, Some(600));
+        assert_eq!(with("36000").unwrap().validity_period, Some(36_000));
+        for bad in ["0", "36001", "-5", "1.5", "soon"] {
+            assert_eq!(with(bad).unwrap_err().code, 21624, "{bad}");
+        }
     }
 }

@@ -144,6 +144,7 @@ fn store(shared: &Shared, m: &InboundMessage, sid: &str, from: &str, to: &str) {
         date_updated: at,
         date_sent: Some(at),
         status_callback: None,
+        validity_period: None,
         pending_from: None,
     });
 }

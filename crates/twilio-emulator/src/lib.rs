@@ -201,6 +201,11 @@ impl Emulator {
         lock(&self.shared.store).get(sid).and_then(|m| m.status_callback.clone())
     }
 
+    /// The `ValidityPeriod` message `sid` was created with, if it exists and had one.
+    pub fn validity_period(&self, sid: &str) -> Option<u32> {
+        lock(&self.shared.store).get(sid).and_then(|m| m.validity_period)
+    }
+
     /// The account SID (HTTP Basic user name).
     pub fn account_sid(&self) -> &str {
         &self.shared.config.account_sid

@@ -88,6 +88,8 @@ pub(crate) struct Message {
     pub date_updated: OffsetDateTime,
     pub date_sent: Option<OffsetDateTime>,
     pub status_callback: Option<String>,
+    /// The `ValidityPeriod` it was created with (not part of Twilio's resource).
+    pub validity_period: Option<u32>,
     /// The sender a Messaging Service "picks" when the message leaves `accepted`.
     pub pending_from: Option<String>,
 }

@@ -43,6 +43,10 @@ pub struct SendArgs {
     /// Makes the send idempotent: a retry with the same key and message sends nothing twice.
     #[arg(long, value_name = "KEY")]
     idempotency_key: Option<String>,
+    /// Seconds it may wait to be sent once due, 1 … 36000 (the default): not sent in time, it ends
+    /// `expired`.
+    #[arg(long, value_name = "SECONDS")]
+    validity_s: Option<i64>,
     /// Send to Twilio within the call (answered 201) instead of queueing (202).
     #[arg(long)]
     immediate: bool,
@@ -73,6 +77,7 @@ impl SendArgs {
             reference: self.reference.clone(),
             metadata: self.metadata.clone(),
             mode: self.immediate.then(|| "immediate".to_owned()),
+            validity_s: self.validity_s,
         }
     }
 }

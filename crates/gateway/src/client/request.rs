@@ -40,6 +40,9 @@ pub struct SendRequest {
     /// `queue` (the API's default) or `immediate`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
+    /// Seconds it may wait to be sent once due (1 … 36000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validity_s: Option<i64>,
 }
 
 /// Which message a delivery-status lookup is about.

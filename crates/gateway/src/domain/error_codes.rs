@@ -11,14 +11,31 @@ pub enum ErrorClass {
     Retryable,
     /// Give up now and keep the code.
     Permanent,
+    /// The message's time ran out (its validity period, or Twilio's queue): `expired`, never
+    /// retried.
+    Expired,
 }
 
 /// Codes Twilio documents as safe or sensible to retry.
-const RETRYABLE: &[i64] = &[20429, 20500, 20503, 30001, 63017, 63018];
+const RETRYABLE: &[i64] = &[20429, 20500, 20503, 63017, 63018];
+
+/// Codes that end a message `expired`: 30036 (validity period expired), 21611 (the sender's
+/// queue is full), 30001 (queue overflow). Sending again later would only be later still.
+const EXPIRY: &[i64] = &[30036, 21611, 30001];
+
+/// The code the gateway records for a message it did not send within its validity period.
+pub const VALIDITY_EXPIRED: i64 = 30036;
+
+/// Whether `code` ends a message `expired`.
+pub fn is_expiry(code: i64) -> bool {
+    EXPIRY.contains(&code)
+}
 
 /// Classifies an API answer by its HTTP status and Twilio error code.
 pub fn classify_code(http_status: u16, code: Option<i64>) -> ErrorClass {
-    if code.is_some_and(|c| RETRYABLE.contains(&c)) || http_status == 429 || http_status >= 500 {
+    if code.is_some_and(is_expiry) {
+        ErrorClass::Expired
+    } else if code.is_some_and(|c| RETRYABLE.contains(&c)) || http_status == 429 || http_status >= 500 {
         ErrorClass::Retryable
     } else {
         ErrorClass::Permanent
@@ -33,13 +50,16 @@ pub fn describe(code: i64) -> &'static str {
         21211 => "Invalid 'To' phone number",
         21408 => "Permission to send to this region is not enabled",
         21610 => "The recipient has unsubscribed (replied STOP)",
+        21611 => "The sender has too many messages queued: not sent in time",
         21614 => "'To' is not a valid mobile number",
+        30001 => "Queue overflow: not sent in time",
         30003 => "Unreachable destination handset",
         30004 => "Message blocked",
         30005 => "Unknown destination handset",
         30006 => "Landline or unreachable carrier",
         30007 => "Message filtered",
         30008 => "Unknown error",
+        30036 => "Not sent within its validity period",
         63003 => "The recipient is not a valid WhatsApp user",
         63007 => "No WhatsApp sender found for the From address",
         63016 => "Outside the 24-hour customer service window: send an approved template (content_sid)",
@@ -60,6 +80,14 @@ mod tests {
         assert_eq!(classify_code(429, None), ErrorClass::Retryable);
         assert_eq!(classify_code(500, None), ErrorClass::Retryable);
         assert_eq!(classify_code(503, Some(20503)), ErrorClass::Retryable);
+    }
+
+    #[test]
+    fn running_out_of_time_is_expiry_and_never_retried() {
+        for (status, code) in [(400, 30036), (400, 21611), (429, 30001), (500, 30001)] {
+            assert_eq!(classify_code(status, Some(code)), ErrorClass::Expired, "{code}");
+        }
+        assert!(!is_expiry(30008));
     }
 
     #[test]

@@ -75,4 +75,6 @@ pub struct NewOutboundMessage {
     pub metadata: Option<serde_json::Value>,
     /// The caller's idempotency key, scoped by caller: at most one message per key.
     pub idempotency_key: Option<String>,
+    /// Seconds it may wait to be sent once due (default 36,000, Twilio's `ValidityPeriod`).
+    pub validity_s: Option<i64>,
 }

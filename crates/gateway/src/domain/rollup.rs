@@ -67,7 +67,7 @@ impl Counted {
             bits |= Self::SENT;
         }
         match l.status {
-            MessageStatus::Failed | MessageStatus::DeadLettered => bits |= Self::FAILED,
+            status if status.is_failed() => bits |= Self::FAILED,
             MessageStatus::Undelivered => bits |= Self::UNDELIVERED,
             _ if l.delivered_at.is_some() => {
                 bits |= Self::DELIVERED;

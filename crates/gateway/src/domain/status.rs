@@ -1,7 +1,7 @@
 //! The message status state machine.
 //!
 //! Outbound statuses have a rank: `pending = retrying < queued < sending < sent < delivered < read
-//! < undelivered < failed < dead_lettered = canceled`. The failures rank highest because they are terminal:
+//! < undelivered < failed < dead_lettered = canceled = expired`. The failures rank highest because they are terminal:
 //! once a message has failed, no report moves it again. (Only an operator's redrive takes a
 //! dead-lettered message back to `pending`; that is not a report, and it is logged as such.) A report never lowers the rank, so the current
 //! status is the highest-ranked status ever reported, whatever order reports arrive in.
@@ -26,7 +26,7 @@ use super::clock::UnixMillis;
     waiting for the next), `queued` (Twilio accepted it), `sending`, `sent` (WhatsApp accepted it), `delivered`, `read`, \
     `undelivered` and `failed` (both terminal), `dead_lettered` (the gateway gave up after its last attempt; terminal \
     unless redriven with `POST /api/v1/whatsapp/messages/{id}/retry`), `canceled` (withdrawn before Twilio had it; \
-    terminal). Inbound: `received`. A status never moves backwards.")]
+    terminal), `expired` (not sent within its validity period; terminal). Inbound: `received`. A status never moves backwards.")]
 pub enum MessageStatus {
     /// Stored and waiting for a worker (outbound).
     Pending,
@@ -53,6 +53,9 @@ pub enum MessageStatus {
     /// Withdrawn before Twilio had it: by `POST …/messages/{id}/cancel`, or because its
     /// recipient opted out (terminal).
     Canceled,
+    /// Not sent within its validity period (`validity_s`, Twilio's `ValidityPeriod`), by the
+    /// gateway or by Twilio (30036, 21611, 30001) (terminal).
+    Expired,
 }
 
 /// The text is not a status the gateway knows.
@@ -62,7 +65,7 @@ pub struct UnknownStatus(pub String);
 
 impl MessageStatus {
     /// All statuses, for validation messages and tests.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::Pending,
         Self::Retrying,
         Self::Queued,
@@ -75,6 +78,7 @@ impl MessageStatus {
         Self::Received,
         Self::DeadLettered,
         Self::Canceled,
+        Self::Expired,
     ];
 
     /// The status's name on the wire and in the database.
@@ -92,6 +96,7 @@ impl MessageStatus {
             Self::Received => "received",
             Self::DeadLettered => "dead_lettered",
             Self::Canceled => "canceled",
+            Self::Expired => "expired",
         }
     }
 
@@ -106,7 +111,7 @@ impl MessageStatus {
             Self::Read => 5,
             Self::Undelivered => 6,
             Self::Failed => 7,
-            Self::DeadLettered | Self::Canceled => 8,
+            Self::DeadLettered | Self::Canceled | Self::Expired => 8,
         }
     }
 
@@ -118,17 +123,27 @@ impl MessageStatus {
 
     /// Whether nothing can move the message any further.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Failed | Self::Undelivered | Self::DeadLettered | Self::Canceled)
+        matches!(self, Self::Failed | Self::Undelivered | Self::DeadLettered | Self::Canceled | Self::Expired)
     }
 
-    /// Whether the metrics count it as failed (`failed`, or given up on: `dead_lettered`).
+    /// Whether the metrics count it as failed (`failed`, given up on: `dead_lettered`, or not
+    /// sent in time: `expired`).
     pub fn is_failed(self) -> bool {
-        matches!(self, Self::Failed | Self::DeadLettered)
+        matches!(self, Self::Failed | Self::DeadLettered | Self::Expired)
     }
 
     /// Whether a worker may still (re)send a message in this status.
     pub fn is_sendable(self) -> bool {
         matches!(self, Self::Pending | Self::Retrying)
+    }
+
+    /// Maps a Twilio callback's `MessageStatus` and `ErrorCode`: like [`Self::from_twilio`], but a
+    /// failure whose code says the validity period ran out (30036, 21611, 30001) is `expired`.
+    pub fn from_twilio_report(value: &str, error_code: Option<i64>) -> Option<Self> {
+        match Self::from_twilio(value)? {
+            Self::Failed | Self::Undelivered if error_code.is_some_and(crate::domain::error_codes::is_expiry) => Some(Self::Expired),
+            status => Some(status),
+        }
     }
 
     /// Maps a Twilio `MessageStatus` callback value. Statuses that do not concern an outbound
@@ -256,7 +271,7 @@ impl Lifecycle {
                 next.sent_at = earliest(next.sent_at, at);
                 next.failed_at = earliest(next.failed_at, at);
             }
-            MessageStatus::Failed | MessageStatus::DeadLettered => next.failed_at = earliest(next.failed_at, at),
+            MessageStatus::Failed | MessageStatus::DeadLettered | MessageStatus::Expired => next.failed_at = earliest(next.failed_at, at),
             MessageStatus::Pending
             | MessageStatus::Retrying
             | MessageStatus::Sending

@@ -7,7 +7,7 @@ use super::db::Store;
 use super::error::StoreError;
 use super::messages::unexpected;
 use super::write::command::{ApplyOutcome, CancelOutcome, Command, Finish, Reply};
-use crate::domain::{AttemptOutcome, AttemptResult, MessageId, MessageSid, StatusSource, UnixMillis, now_ms};
+use crate::domain::{AttemptOutcome, AttemptResult, MessageId, MessageSid, MessageStatus, StatusSource, UnixMillis, now_ms};
 
 impl Store {
     /// Records that attempt N+1 is about to leave for Twilio, renewing the lease for `lease`;
@@ -62,7 +62,20 @@ impl Store {
         result: AttemptResult,
         detail: String,
     ) -> Result<ApplyOutcome, StoreError> {
-        self.finish(id, worker, Finish::Fail { attempt, dead_letter: false, result, detail }).await
+        self.finish(id, worker, Finish::Fail { attempt, status: MessageStatus::Failed, result, detail }).await
+    }
+
+    /// Its time ran out (Twilio's 30036 / 21611 / 30001 answer): the message becomes `expired`,
+    /// never retried.
+    pub async fn record_expiry(
+        &self,
+        id: MessageId,
+        worker: &str,
+        attempt: Option<i64>,
+        result: AttemptResult,
+        detail: String,
+    ) -> Result<ApplyOutcome, StoreError> {
+        self.finish(id, worker, Finish::Fail { attempt, status: MessageStatus::Expired, result, detail }).await
     }
 
     /// The last attempt allowed is used up: the message becomes `dead_lettered`, with its last
@@ -75,7 +88,7 @@ impl Store {
         result: AttemptResult,
         detail: String,
     ) -> Result<ApplyOutcome, StoreError> {
-        self.finish(id, worker, Finish::Fail { attempt, dead_letter: true, result, detail }).await
+        self.finish(id, worker, Finish::Fail { attempt, status: MessageStatus::DeadLettered, result, detail }).await
     }
 
     /// Sends a dead-lettered message again: `pending` and due now, with a fresh allowance of

@@ -86,6 +86,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "batched writes", include_str!("../../migrations/sqlite/0003_batched_writes.sql")),
     (4, "fewer writes", include_str!("../../migrations/sqlite/0004_fewer_writes.sql")),
     (5, "dead letter", include_str!("../../migrations/sqlite/0005_dead_letter.sql")),
+    (6, "validity", include_str!("../../migrations/sqlite/0006_validity.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -93,6 +94,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "batched writes", include_str!("../../migrations/postgres/0003_batched_writes.sql")),
     (4, "fewer writes", include_str!("../../migrations/postgres/0004_fewer_writes.sql")),
     (5, "dead letter", include_str!("../../migrations/postgres/0005_dead_letter.sql")),
+    (6, "validity", include_str!("../../migrations/postgres/0006_validity.sql")),
 ];
 
 impl Store {

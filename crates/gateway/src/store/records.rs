@@ -40,6 +40,10 @@ pub struct MessageRecord {
     pub attempts: i64,
     /// Attempts made before its last redrive (the allowance counts from there).
     pub attempt_base: i64,
+    /// Seconds it may wait to be sent once due.
+    pub validity_s: i64,
+    /// When it expires unless sent (outbound messages).
+    pub expires_at: Option<UnixMillis>,
     /// The application's reference.
     pub reference: Option<String>,
     /// The application's metadata (JSON text).

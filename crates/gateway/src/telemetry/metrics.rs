@@ -36,7 +36,7 @@ const SENDS: Series = series(
     "gateway_sends_total",
     "counter",
     &["outcome"],
-    "Send attempts by outcome: accepted, reconciled, reconcile_ambiguous, retrying, failed, dead_lettered, opted_out.",
+    "Send attempts by outcome: accepted, reconciled, reconcile_ambiguous, retrying, failed, dead_lettered, expired.",
 );
 const TWILIO_SECONDS: Series = series("gateway_twilio_request_seconds", "histogram", &[], "Time of one create request to Twilio.");
 const CALLBACKS: Series = series(

@@ -40,6 +40,8 @@ pub struct CreateMessage {
     pub content_variables: Option<String>,
     /// Where Twilio posts status changes.
     pub status_callback: Option<String>,
+    /// Seconds the message may wait in Twilio's queue (`ValidityPeriod`, 1 … 36000).
+    pub validity_period: Option<i64>,
 }
 
 /// The parts of Twilio's message resource the gateway reads.
@@ -150,6 +152,10 @@ impl TwilioClient {
         }
         if let Some(cb) = &req.status_callback {
             form.push(("StatusCallback", cb));
+        }
+        let validity = req.validity_period.map(|s| s.to_string());
+        if let Some(validity) = &validity {
+            form.push(("ValidityPeriod", validity));
         }
         let request = self.http.post(self.messages_url()).basic_auth(&self.account_sid, Some(self.auth_token.expose_secret())).form(&form);
         self.execute(request).await

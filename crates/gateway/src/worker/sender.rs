@@ -183,6 +183,8 @@ impl Sender {
             to: message.to.whatsapp_address(),
             from: message.from.whatsapp_address(),
             status_callback: Some(format!("{}?mid={}", self.status_callback_url, message.id)),
+            // What is left of its validity period (the claim expired it if nothing was).
+            validity_period: message.expires_at.map(|expires| ((expires - now_ms() + 999) / 1000).clamp(1, 36_000)),
             ..Default::default()
         };
         match message.content() {
@@ -223,6 +225,14 @@ impl Sender {
         };
         let last_attempt = attempt - message.attempt_base >= i64::from(self.config.max_attempts) && !unknown;
         match error.class() {
+            ErrorClass::Expired => {
+                let detail = format!("expired: {error}");
+                self.store.record_expiry(id, worker, Some(attempt), result, detail).await?;
+                self.queue.complete(id).await?;
+                metrics::send("expired");
+                tracing::warn!(attempt, error = %error, "Twilio says the message's time ran out: expired");
+                Ok(SendOutcome::Failed { code })
+            }
             ErrorClass::Permanent => {
                 self.store.record_failure(id, worker, Some(attempt), result, error.to_string()).await?;
                 self.queue.complete(id).await?;

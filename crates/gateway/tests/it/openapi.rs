@@ -211,7 +211,19 @@ async fn the_document_is_served_without_auth_and_lists_every_route() {
         }
         properties = branch_properties;
     }
-    let expected = ["to", "body", "media_urls", "content_sid", "content_variables", "priority", "send_at", "reference", "metadata", "mode"];
+    let expected = [
+        "to",
+        "body",
+        "media_urls",
+        "content_sid",
+        "content_variables",
+        "priority",
+        "send_at",
+        "reference",
+        "metadata",
+        "mode",
+        "validity_s",
+    ];
     assert_eq!(names, expected.iter().map(|n| (*n).to_owned()).collect());
     assert_eq!(requirements, [vec!["to".to_owned()], vec!["to".to_owned(), "content_sid".to_owned()]]);
     let mut modes = Vec::new();

@@ -18,6 +18,7 @@ pub fn outbound(to: &str) -> NewOutboundMessage {
         reference: None,
         metadata: None,
         idempotency_key: None,
+        validity_s: None,
     }
 }
 

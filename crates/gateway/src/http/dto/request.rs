@@ -60,7 +60,16 @@ pub struct SendMessageRequest {
     #[serde(default)]
     #[schema(value_type = Option<SendModeName>)]
     pub mode: Option<String>,
+    /// Seconds the message may wait to be sent, counted from when it is due (`send_at`, or now):
+    /// 1 … 36000, default 36000 (Twilio's). What is left of it goes to Twilio as
+    /// `ValidityPeriod`; a message not sent in time ends `expired`.
+    #[serde(default, deserialize_with = "super::number::optional_integer")]
+    #[schema(minimum = 1, maximum = 36000, default = 36000)]
+    pub validity_s: Option<i64>,
 }
+
+/// The longest validity period Twilio takes (`ValidityPeriod`), and the default.
+pub const MAX_VALIDITY_S: i64 = 36_000;
 
 /// The values of [`SendMessageRequest::mode`], for the OpenAPI document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -198,6 +207,14 @@ impl SendMessageRequest {
                 SendMode::Queue
             }
         };
+        let validity_s = match self.validity_s {
+            None => None,
+            Some(v) if (1..=MAX_VALIDITY_S).contains(&v) => Some(v),
+            Some(v) => {
+                errors.push(FieldError::new("validity_s", format!("must be from 1 to {MAX_VALIDITY_S} seconds, got {v}")));
+                None
+            }
+        };
         match (to, content) {
             (Some(to), Some(content)) if errors.is_empty() => Ok((
                 NewOutboundMessage {
@@ -209,6 +226,7 @@ impl SendMessageRequest {
                     reference: self.reference,
                     metadata: self.metadata,
                     idempotency_key: None,
+                    validity_s,
                 },
                 mode,
             )),

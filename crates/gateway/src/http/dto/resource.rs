@@ -50,6 +50,11 @@ pub struct MessageResource {
     /// When the next send attempt is due (only while the message waits to be sent or retried).
     #[schema(format = DateTime)]
     pub next_attempt_at: Option<String>,
+    /// Seconds it may wait to be sent once due, as given when sending (outbound; default 36000).
+    pub validity_s: Option<i64>,
+    /// When it ends `expired` unless sent by then (only while it waits to be sent or retried).
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
     /// When the gateway stored the message.
     #[schema(format = DateTime)]
     pub created_at: String,
@@ -94,6 +99,8 @@ impl From<MessageRecord> for MessageResource {
             reference: m.reference,
             metadata: m.metadata.and_then(|text| serde_json::from_str(&text).ok()),
             next_attempt_at: m.next_attempt_at.filter(|_| sendable).map(rfc3339),
+            validity_s: (m.direction == Direction::Outbound).then_some(m.validity_s),
+            expires_at: m.expires_at.filter(|_| sendable).map(rfc3339),
             created_at: rfc3339(m.created_at),
             queued_at: l.queued_at.map(rfc3339),
             sent_at: l.sent_at.map(rfc3339),

@@ -53,7 +53,7 @@ pub(crate) async fn status_callback(
     let sid = form.message_sid.clone().ok_or_else(|| ApiError::field("MessageSid", "is required"))?;
     let reported = form.message_status.as_deref().ok_or_else(|| ApiError::field("MessageStatus", "is required"))?;
     tracing::Span::current().record("sid", sid.as_str()).record("status", reported);
-    let Some(status) = MessageStatus::from_twilio(reported) else {
+    let Some(status) = MessageStatus::from_twilio_report(reported, form.error_code) else {
         // `accepted`, `scheduled`, `canceled`…: nothing the outbound lifecycle tracks.
         metrics::callback("not_tracked");
         return Ok(StatusCode::OK);

@@ -49,16 +49,13 @@ impl Plan {
                 ApplyOutcome::Ignored { current }
             }
             Finish::Retry { attempt, outcome, result, next_at } => self.retry(id, *attempt, *outcome, result, *next_at, at),
-            Finish::Fail { attempt, dead_letter, result, detail } if sendable => {
-                let (outcome, status) = if *dead_letter {
-                    (AttemptOutcome::Retryable, MessageStatus::DeadLettered)
-                } else {
-                    (AttemptOutcome::Permanent, MessageStatus::Failed)
-                };
+            Finish::Fail { attempt, status, result, detail } if sendable => {
+                // A dead letter's last attempt failed in a way worth retrying; every other end is final.
+                let outcome = if *status == MessageStatus::DeadLettered { AttemptOutcome::Retryable } else { AttemptOutcome::Permanent };
                 if let Some(attempt) = attempt {
                     self.finish_attempt(id, *attempt, outcome, result, None, at);
                 }
-                self.fail(id, result, status, detail.clone(), at)
+                self.fail(id, result, *status, detail.clone(), at)
             }
             Finish::Fail { attempt, result, .. } => {
                 if let Some(attempt) = attempt {
@@ -182,6 +179,7 @@ impl Plan {
         m.error_message = None;
         m.attempt_base = m.attempts;
         m.next_attempt_at = Some(at);
+        m.expires_at = Some(at.saturating_add(m.validity_s.saturating_mul(1000)));
         m.lease_owner = None;
         m.lease_until = None;
         let m = m.clone();

@@ -128,13 +128,13 @@ pub enum Finish {
         /// When the next attempt is due.
         next_at: UnixMillis,
     },
-    /// Fail for good (a permanent error, an opted-out recipient), or give up (attempts used up:
-    /// `dead_letter`).
+    /// End the message: `failed` (a permanent error, an opted-out recipient), `dead_lettered`
+    /// (attempts used up) or `expired` (its time ran out).
     Fail {
         /// The attempt, if one was made.
         attempt: Option<i64>,
-        /// The last attempt was used up: the message becomes `dead_lettered`, not `failed`.
-        dead_letter: bool,
+        /// The status it ends in.
+        status: MessageStatus,
         /// Twilio's answer, or the local reason as an error code and message.
         result: AttemptResult,
         /// Shown in the status history.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::batch::{Changes, ContactChange, Loaded, LogRow, blank_contact, merge_contact};
 use super::command::{ApplyOutcome, Claim, ClaimResult, Command, InboundOutcome, Pick, Reply, StatusReport};
-use crate::domain::error_codes::describe;
+use crate::domain::error_codes::{VALIDITY_EXPIRED, describe};
 use crate::domain::rollup::{Counted, transition};
 use crate::domain::{
     AttemptResult, Content, Direction, InboundMessage, Lifecycle, MessageId, MessageSid, MessageStatus, NewOutboundMessage, OptChange,
@@ -76,6 +76,8 @@ impl Plan {
                 (None, Vec::new(), Some(content_sid.clone()), content_variables.clone())
             }
         };
+        let due = message.send_at.unwrap_or(at).max(at);
+        let validity_s = message.validity_s.unwrap_or(DEFAULT_VALIDITY_S);
         let record = MessageRecord {
             id: message.id,
             message_sid: None,
@@ -90,9 +92,11 @@ impl Plan {
             priority: message.priority,
             attempts: 0,
             attempt_base: 0,
+            validity_s,
+            expires_at: Some(due.saturating_add(validity_s.saturating_mul(1000))),
             reference: message.reference.clone(),
             metadata: message.metadata.as_ref().map(|m| m.to_string()),
-            next_attempt_at: Some(message.send_at.unwrap_or(at).max(at)),
+            next_attempt_at: Some(due),
             lease_owner: None,
             lease_until: None,
             counted: Counted::default(),
@@ -130,6 +134,18 @@ impl Plan {
         }
         if let Some(until) = m.lease_until.filter(|until| *until >= now) {
             return ClaimResult::Leased { id, until };
+        }
+        if m.expires_at.is_some_and(|expires| now >= expires) && !self.unresolved.contains_key(&id) {
+            // Not sent in time (and no attempt that may have reached Twilio): it ends here.
+            let validity = m.validity_s;
+            let result = AttemptResult {
+                error_code: Some(VALIDITY_EXPIRED),
+                error_message: Some(describe(VALIDITY_EXPIRED).to_owned()),
+                ..Default::default()
+            };
+            let detail = format!("not sent within its validity period of {validity} s");
+            self.fail(id, &result, MessageStatus::Expired, detail, now);
+            return ClaimResult::Done { id };
         }
         if self.contacts.get(&m.to).is_some_and(|c| c.opted_out.0) {
             let result = AttemptResult { error_code: Some(21610), error_message: Some(describe(21610).to_owned()), ..Default::default() };
@@ -227,6 +243,8 @@ impl Plan {
             priority: Priority::DEFAULT,
             attempts: 0,
             attempt_base: 0,
+            validity_s: DEFAULT_VALIDITY_S,
+            expires_at: None,
             reference: None,
             metadata: None,
             next_attempt_at: None,
@@ -333,6 +351,9 @@ impl Plan {
         self.changes.updated.iter().filter(|id| !self.changes.new_ids.contains(id)).map(|id| &self.messages[id])
     }
 }
+
+/// Twilio's default `ValidityPeriod`, in seconds.
+pub(crate) const DEFAULT_VALIDITY_S: i64 = 36_000;
 
 pub(super) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)

@@ -204,6 +204,8 @@ async fn write(conn: &mut PgConnection, plan: &Plan) -> Result<(), StoreError> {
             .bind(m(|r| r.lifecycle.failed_at))
             .bind(rows.iter().map(|(r, _, _)| r.lifecycle.last_status_at).collect::<Vec<_>>())
             .bind(rows.iter().map(|(_, key, _)| key.map(str::to_owned)).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(r, _, _)| r.validity_s).collect::<Vec<_>>())
+            .bind(m(|r| r.expires_at))
             .execute(&mut *conn)
             .await?;
     }
@@ -229,6 +231,7 @@ async fn write(conn: &mut PgConnection, plan: &Plan) -> Result<(), StoreError> {
             .bind(m(|r| r.lifecycle.failed_at))
             .bind(updated.iter().map(|r| r.lifecycle.last_status_at).collect::<Vec<_>>())
             .bind(updated.iter().map(|r| r.attempt_base).collect::<Vec<_>>())
+            .bind(m(|r| r.expires_at))
             .execute(&mut *conn)
             .await?;
     }

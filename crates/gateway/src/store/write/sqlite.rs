@@ -87,6 +87,8 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRecord> {
         priority: row.get("priority")?,
         attempts: row.get("attempts")?,
         attempt_base: row.get("attempt_base")?,
+        validity_s: row.get("validity_s")?,
+        expires_at: row.get("expires_at")?,
         reference: row.get("reference")?,
         metadata: row.get("metadata")?,
         next_attempt_at: row.get("next_attempt_at")?,
@@ -222,8 +224,8 @@ fn write(tx: &Transaction<'_>, plan: &Plan) -> Result<(), StoreError> {
             "INSERT INTO messages (id, message_sid, direction, from_addr, to_addr, body, media_urls, content_sid, \
              content_variables, status, error_code, error_message, priority, attempts, reference, metadata, next_attempt_at, \
              counted, callbacks_seen, created_at, queued_at, sent_at, delivered_at, read_at, failed_at, last_status_at, \
-             idempotency_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, \
-             ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
+             idempotency_key, validity_s, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+             ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
         )?
         .execute(params![
             m.id,
@@ -253,6 +255,8 @@ fn write(tx: &Transaction<'_>, plan: &Plan) -> Result<(), StoreError> {
             l.failed_at,
             l.last_status_at,
             key,
+            m.validity_s,
+            m.expires_at,
         ])?;
     }
     for m in plan.updated_rows() {
@@ -260,8 +264,8 @@ fn write(tx: &Transaction<'_>, plan: &Plan) -> Result<(), StoreError> {
         tx.prepare_cached(
             "UPDATE messages SET message_sid = ?2, status = ?3, error_code = ?4, error_message = ?5, attempts = ?6, \
              next_attempt_at = ?7, lease_owner = ?8, lease_until = ?9, counted = ?10, callbacks_seen = ?11, queued_at = ?12, \
-             sent_at = ?13, delivered_at = ?14, read_at = ?15, failed_at = ?16, last_status_at = ?17, attempt_base = ?18 \
-             WHERE id = ?1",
+             sent_at = ?13, delivered_at = ?14, read_at = ?15, failed_at = ?16, last_status_at = ?17, attempt_base = ?18, \
+             expires_at = ?19 WHERE id = ?1",
         )?
         .execute(params![
             m.id,
@@ -282,6 +286,7 @@ fn write(tx: &Transaction<'_>, plan: &Plan) -> Result<(), StoreError> {
             l.failed_at,
             l.last_status_at,
             m.attempt_base,
+            m.expires_at,
         ])?;
     }
     for e in &changes.log {

@@ -365,6 +365,7 @@ mod tests {
             reference: None,
             metadata: None,
             idempotency_key: None,
+            validity_s: None,
         };
         Command::Insert { message, from: to, at: 0 }
     }
