@@ -1,10 +1,13 @@
 //! The message status state machine.
 //!
-//! Outbound statuses have a rank: `pending = retrying < queued < sending < sent < delivered < read
-//! < undelivered < failed < dead_lettered = canceled = expired`. The failures rank highest because they are terminal:
-//! once a message has failed, no report moves it again. (Only an operator's redrive takes a
-//! dead-lettered message back to `pending`; that is not a report, and it is logged as such.) A report never lowers the rank, so the current
-//! status is the highest-ranked status ever reported, whatever order reports arrive in.
+//! Outbound statuses have a rank: `pending = retrying < accepted = scheduled < queued < sending <
+//! sent < partially_delivered < delivered < read < undelivered < failed < dead_lettered = canceled
+//! = expired`. The failures rank highest because they are terminal: once a message has failed, no
+//! report moves it again. (Only an operator's redrive takes a dead-lettered message back to
+//! `pending`; that is not a report, and it is logged as such.) A report never lowers the rank, so
+//! the current status is the highest-ranked status ever reported, whatever order reports arrive
+//! in. Every status Twilio reports is understood: `receiving` / `received` (inbound) rank 0, so a
+//! stray one is logged and changes nothing.
 //!
 //! Timestamps are merged independently of the status: each takes the earliest time any report
 //! implied it (`read` implies `delivered`, which implies `sent`), so a `read` that overtakes its
@@ -26,7 +29,8 @@ use super::clock::UnixMillis;
     waiting for the next), `queued` (Twilio accepted it), `sending`, `sent` (WhatsApp accepted it), `delivered`, `read`, \
     `undelivered` and `failed` (both terminal), `dead_lettered` (the gateway gave up after its last attempt; terminal \
     unless redriven with `POST /api/v1/whatsapp/messages/{id}/retry`), `canceled` (withdrawn before Twilio had it; \
-    terminal), `expired` (not sent within its validity period; terminal). Inbound: `received`. A status never moves backwards.")]
+    terminal), `expired` (not sent within its validity period; terminal). Twilio's own `accepted` and `scheduled` (a Messaging \
+    Service holds it) and `partially_delivered` are kept too. Inbound: `received` (`receiving` while Twilio still fetches its media). A status never moves backwards.")]
 pub enum MessageStatus {
     /// Stored and waiting for a worker (outbound).
     Pending,
@@ -56,6 +60,14 @@ pub enum MessageStatus {
     /// Not sent within its validity period (`validity_s`, Twilio's `ValidityPeriod`), by the
     /// gateway or by Twilio (30036, 21611, 30001) (terminal).
     Expired,
+    /// Twilio took it for a Messaging Service, which has not picked a sender yet.
+    Accepted,
+    /// Twilio holds it to send later (a Messaging Service's scheduling).
+    Scheduled,
+    /// Some of its parts reached the phone.
+    PartiallyDelivered,
+    /// An inbound message Twilio is still receiving (its media).
+    Receiving,
 }
 
 /// The text is not a status the gateway knows.
@@ -65,7 +77,7 @@ pub struct UnknownStatus(pub String);
 
 impl MessageStatus {
     /// All statuses, for validation messages and tests.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 17] = [
         Self::Pending,
         Self::Retrying,
         Self::Queued,
@@ -79,6 +91,10 @@ impl MessageStatus {
         Self::DeadLettered,
         Self::Canceled,
         Self::Expired,
+        Self::Accepted,
+        Self::Scheduled,
+        Self::PartiallyDelivered,
+        Self::Receiving,
     ];
 
     /// The status's name on the wire and in the database.
@@ -97,21 +113,27 @@ impl MessageStatus {
             Self::DeadLettered => "dead_lettered",
             Self::Canceled => "canceled",
             Self::Expired => "expired",
+            Self::Accepted => "accepted",
+            Self::Scheduled => "scheduled",
+            Self::PartiallyDelivered => "partially_delivered",
+            Self::Receiving => "receiving",
         }
     }
 
     /// The rank that orders outbound statuses; a status never moves to a lower one.
     pub fn rank(self) -> u8 {
         match self {
-            Self::Pending | Self::Retrying | Self::Received => 0,
-            Self::Queued => 1,
-            Self::Sending => 2,
-            Self::Sent => 3,
-            Self::Delivered => 4,
-            Self::Read => 5,
-            Self::Undelivered => 6,
-            Self::Failed => 7,
-            Self::DeadLettered | Self::Canceled | Self::Expired => 8,
+            Self::Pending | Self::Retrying | Self::Received | Self::Receiving => 0,
+            Self::Accepted | Self::Scheduled => 1,
+            Self::Queued => 2,
+            Self::Sending => 3,
+            Self::Sent => 4,
+            Self::PartiallyDelivered => 5,
+            Self::Delivered => 6,
+            Self::Read => 7,
+            Self::Undelivered => 8,
+            Self::Failed => 9,
+            Self::DeadLettered | Self::Canceled | Self::Expired => 10,
         }
     }
 
@@ -146,10 +168,16 @@ impl MessageStatus {
         }
     }
 
-    /// Maps a Twilio `MessageStatus` callback value. Statuses that do not concern an outbound
-    /// WhatsApp message after creation (`accepted`, `scheduled`, `canceled`, …) map to `None`.
+    /// Maps a Twilio `MessageStatus` value; every status Twilio documents has one, anything else
+    /// is `None`.
     pub fn from_twilio(value: &str) -> Option<Self> {
         match value {
+            "accepted" => Some(Self::Accepted),
+            "scheduled" => Some(Self::Scheduled),
+            "canceled" => Some(Self::Canceled),
+            "partially_delivered" => Some(Self::PartiallyDelivered),
+            "receiving" => Some(Self::Receiving),
+            "received" => Some(Self::Received),
             "queued" => Some(Self::Queued),
             "sending" => Some(Self::Sending),
             "sent" => Some(Self::Sent),
@@ -257,7 +285,7 @@ impl Lifecycle {
         let at = event.at;
         match event.status {
             MessageStatus::Queued => next.queued_at = earliest(next.queued_at, at),
-            MessageStatus::Sent => next.sent_at = earliest(next.sent_at, at),
+            MessageStatus::Sent | MessageStatus::PartiallyDelivered => next.sent_at = earliest(next.sent_at, at),
             MessageStatus::Delivered => {
                 next.sent_at = earliest(next.sent_at, at);
                 next.delivered_at = earliest(next.delivered_at, at);
@@ -276,6 +304,9 @@ impl Lifecycle {
             | MessageStatus::Retrying
             | MessageStatus::Sending
             | MessageStatus::Received
+            | MessageStatus::Receiving
+            | MessageStatus::Accepted
+            | MessageStatus::Scheduled
             | MessageStatus::Canceled => {}
         }
         let (current_rank, event_rank) = (self.status.rank(), event.status.rank());
@@ -356,11 +387,50 @@ mod tests {
         assert_eq!(t.next.status, MessageStatus::Undelivered);
     }
 
+    #[test]
+    fn every_status_twilio_documents_is_understood_and_ranked() {
+        // Twilio's `message_enum_status`, in its order.
+        let documented = [
+            "queued",
+            "sending",
+            "sent",
+            "failed",
+            "delivered",
+            "undelivered",
+            "receiving",
+            "received",
+            "accepted",
+            "scheduled",
+            "read",
+            "partially_delivered",
+            "canceled",
+        ];
+        for name in documented {
+            let status = MessageStatus::from_twilio(name).unwrap_or_else(|| panic!("{name} is not understood"));
+            assert_eq!(status.as_str(), name);
+        }
+        assert_eq!(MessageStatus::from_twilio("bogus"), None);
+        use MessageStatus::*;
+        let order = [Pending, Accepted, Queued, Sending, Sent, PartiallyDelivered, Delivered, Read, Undelivered, Failed, Canceled];
+        assert!(order.windows(2).all(|w| w[0].rank() < w[1].rank()), "{order:?}");
+        assert_eq!((Accepted.rank(), Receiving.rank()), (Scheduled.rank(), Received.rank()));
+        let partial = Lifecycle::pending(0).apply(&ev(PartiallyDelivered, 5)).next;
+        assert_eq!((partial.status, partial.sent_at, partial.delivered_at), (PartiallyDelivered, Some(5), None));
+        assert_eq!(MessageStatus::from_twilio_report("failed", Some(30036)), Some(Expired));
+        assert_eq!(MessageStatus::from_twilio_report("undelivered", Some(30001)), Some(Expired));
+        assert_eq!(MessageStatus::from_twilio_report("failed", Some(30008)), Some(Failed));
+        let bits: std::collections::BTreeSet<i64> = MessageStatus::ALL.iter().map(|s| s.bit()).collect();
+        assert_eq!(bits.len(), MessageStatus::ALL.len(), "one bit each");
+    }
+
     fn any_event() -> impl Strategy<Value = StatusEvent> {
+        // One status per rank (two of one rank keep whichever came first).
         let statuses = prop::sample::select(vec![
+            MessageStatus::Accepted,
             MessageStatus::Queued,
             MessageStatus::Sending,
             MessageStatus::Sent,
+            MessageStatus::PartiallyDelivered,
             MessageStatus::Delivered,
             MessageStatus::Read,
             MessageStatus::Undelivered,

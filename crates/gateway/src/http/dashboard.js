@@ -21,7 +21,7 @@
     phonePerformance: (phone) => 'api/v1/whatsapp/phones/' + encodeURIComponent(phone) + '/performance',
   };
 
-  const STATUSES = ['pending', 'retrying', 'queued', 'sending', 'sent', 'delivered', 'read', 'undelivered', 'failed', 'dead_lettered', 'canceled', 'received'];
+  const STATUSES = ['pending', 'retrying', 'queued', 'sending', 'sent', 'delivered', 'read', 'undelivered', 'failed', 'dead_lettered', 'canceled', 'expired', 'accepted', 'scheduled', 'partially_delivered', 'received', 'receiving'];
   const HEALTH = ['healthy', 'degraded', 'failing'];
 
   // Twilio error codes a WhatsApp sender meets most (see Twilio's error dictionary).

@@ -232,3 +232,27 @@ async fn a_replayed_callback_is_acknowledged_and_neither_applied_nor_logged_agai
     tokio::time::sleep(Duration::ZERO).await;
     app.finish().await;
 }
+
+#[tokio::test]
+async fn every_status_twilio_reports_is_logged_and_none_moves_a_message_back() {
+    let app = TestApp::spawn().await;
+    app.open_window("+14155550146");
+    let id = app.send_ok(text_message("+14155550146")).await.id;
+    let done = app.wait_for_status(id, MessageStatus::Read).await;
+    app.drain().await;
+    let sid = done.message.message_sid.unwrap();
+    let logged = done.history.len();
+
+    let late = ["accepted", "scheduled", "partially_delivered", "receiving", "received"];
+    for status in late.into_iter().chain(["bogus"]) {
+        let params = status_params(sid.as_str(), status);
+        let response = post_form(&app, "/api/v1/whatsapp/status", &params, Some(sign(&app, "/api/v1/whatsapp/status", &params))).await;
+        assert_eq!(response.status(), 200, "{status}");
+    }
+    let after = app.delivery_status(id).await;
+    assert_eq!(after.message.status, MessageStatus::Read);
+    let new: Vec<_> = after.history[logged..].iter().map(|e| (e.status.as_str(), e.applied, e.source)).collect();
+    let expected: Vec<_> = late.iter().map(|s| (*s, false, StatusSource::Callback)).collect();
+    assert_eq!(new, expected, "each understood and logged, none applied; the unknown one is not logged");
+    app.finish().await;
+}

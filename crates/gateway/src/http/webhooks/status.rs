@@ -54,7 +54,7 @@ pub(crate) async fn status_callback(
     let reported = form.message_status.as_deref().ok_or_else(|| ApiError::field("MessageStatus", "is required"))?;
     tracing::Span::current().record("sid", sid.as_str()).record("status", reported);
     let Some(status) = MessageStatus::from_twilio_report(reported, form.error_code) else {
-        // `accepted`, `scheduled`, `canceled`…: nothing the outbound lifecycle tracks.
+        // Not a status Twilio documents: acknowledged (Twilio would only retry it), not tracked.
         metrics::callback("not_tracked");
         return Ok(StatusCode::OK);
     };
