@@ -1,8 +1,8 @@
 //! The message status state machine.
 //!
-//! Outbound statuses have a rank: `pending = retrying < accepted = scheduled < queued < sending <
-//! sent < partially_delivered < delivered < read < undelivered < failed < dead_lettered = canceled
-//! = expired`. The failures rank highest because they are terminal: once a message has failed, no
+//! Outbound statuses have a rank: `pending = retrying < scheduled < accepted < queued < sending <
+//! sent < partially_delivered < delivered < read < undelivered < failed < expired < dead_lettered <
+//! canceled`. The failures rank highest because they are terminal: once a message has failed, no
 //! report moves it again. (Only an operator's redrive takes a dead-lettered message back to
 //! `pending`; that is not a report, and it is logged as such.) A report never lowers the rank, so
 //! the current status is the highest-ranked status ever reported, whatever order reports arrive
@@ -124,16 +124,21 @@ impl MessageStatus {
     pub fn rank(self) -> u8 {
         match self {
             Self::Pending | Self::Retrying | Self::Received | Self::Receiving => 0,
-            Self::Accepted | Self::Scheduled => 1,
-            Self::Queued => 2,
-            Self::Sending => 3,
-            Self::Sent => 4,
-            Self::PartiallyDelivered => 5,
-            Self::Delivered => 6,
-            Self::Read => 7,
-            Self::Undelivered => 8,
-            Self::Failed => 9,
-            Self::DeadLettered | Self::Canceled | Self::Expired => 10,
+            Self::Scheduled => 1,
+            Self::Accepted => 2,
+            Self::Queued => 3,
+            Self::Sending => 4,
+            Self::Sent => 5,
+            Self::PartiallyDelivered => 6,
+            Self::Delivered => 7,
+            Self::Read => 8,
+            Self::Undelivered => 9,
+            Self::Failed => 10,
+            // Distinct, so that any order of reports ends the same (in practice each excludes the
+            // others: all three need a message Twilio never had).
+            Self::Expired => 11,
+            Self::DeadLettered => 12,
+            Self::Canceled => 13,
         }
     }
 
@@ -411,9 +416,24 @@ mod tests {
         }
         assert_eq!(MessageStatus::from_twilio("bogus"), None);
         use MessageStatus::*;
-        let order = [Pending, Accepted, Queued, Sending, Sent, PartiallyDelivered, Delivered, Read, Undelivered, Failed, Canceled];
+        let order = [
+            Pending,
+            Scheduled,
+            Accepted,
+            Queued,
+            Sending,
+            Sent,
+            PartiallyDelivered,
+            Delivered,
+            Read,
+            Undelivered,
+            Failed,
+            Expired,
+            DeadLettered,
+            Canceled,
+        ];
         assert!(order.windows(2).all(|w| w[0].rank() < w[1].rank()), "{order:?}");
-        assert_eq!((Accepted.rank(), Receiving.rank()), (Scheduled.rank(), Received.rank()));
+        assert_eq!((Pending.rank(), Retrying.rank(), Receiving.rank()), (0, Received.rank(), 0));
         let partial = Lifecycle::pending(0).apply(&ev(PartiallyDelivered, 5)).next;
         assert_eq!((partial.status, partial.sent_at, partial.delivered_at), (PartiallyDelivered, Some(5), None));
         assert_eq!(MessageStatus::from_twilio_report("failed", Some(30036)), Some(Expired));
@@ -426,6 +446,7 @@ mod tests {
     fn any_event() -> impl Strategy<Value = StatusEvent> {
         // One status per rank (two of one rank keep whichever came first).
         let statuses = prop::sample::select(vec![
+            MessageStatus::Scheduled,
             MessageStatus::Accepted,
             MessageStatus::Queued,
             MessageStatus::Sending,
@@ -435,6 +456,8 @@ mod tests {
             MessageStatus::Read,
             MessageStatus::Undelivered,
             MessageStatus::Failed,
+            MessageStatus::Expired,
+            MessageStatus::Canceled,
         ]);
         (statuses, 1i64..1_000, prop::option::of(prop::sample::select(vec![30003i64, 63016, 30008])))
             .prop_map(|(status, at, error_code)| StatusEvent { status, at, error_code })

@@ -140,6 +140,11 @@ impl Gateway {
         match self.inner.store.redrive(id).await? {
             ApplyOutcome::Skipped => return Err(GatewayError::NotFound(format!("no message with id {id}"))),
             ApplyOutcome::Applied { .. } => {}
+            ApplyOutcome::Ignored { current: MessageStatus::DeadLettered } => {
+                return Err(GatewayError::WrongStatus(format!(
+                    "{id} is dead-lettered, but Twilio has since reported on it: sending it again could send it twice"
+                )));
+            }
             ApplyOutcome::Ignored { current } | ApplyOutcome::Duplicate { current } => {
                 return Err(GatewayError::WrongStatus(format!("only a dead-lettered message can be redriven; {id} is {current}")));
             }
@@ -161,7 +166,11 @@ impl Gateway {
     /// redriven (a message redriven meanwhile by someone else is left out).
     pub async fn redrive_matching(&self, filter: &ListFilter) -> Result<Vec<MessageRecord>, GatewayError> {
         let filter = ListFilter { status: Some(MessageStatus::DeadLettered), ..filter.clone() };
-        let found = self.inner.store.list_messages(&filter).await?;
+        let mut found = self.inner.store.list_messages(&filter).await?;
+        // The list's `phone` matches either end; a redrive by phone means the recipient.
+        if let Some(phone) = &filter.phone {
+            found.retain(|m| m.to == *phone);
+        }
         // Concurrently, so that the writer applies them in a few batches.
         let redriven = futures_util::future::join_all(found.iter().map(|m| self.redrive(m.id))).await;
         let mut done = Vec::with_capacity(redriven.len());

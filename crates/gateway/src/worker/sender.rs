@@ -9,6 +9,7 @@ use super::backoff::backoff_delay;
 use super::pacing::Pacer;
 use super::reconcile::{Lost, find_lost_attempt};
 use crate::config::WorkerConfig;
+use crate::domain::error_codes::{VALIDITY_EXPIRED, describe};
 use crate::domain::{AttemptResult, Content, ErrorClass, MessageId, MessageSid, PhoneNumber, now_ms};
 use crate::queue::{JobQueue, QueueError};
 use crate::shared::SharedState;
@@ -142,6 +143,18 @@ impl Sender {
                     ..Default::default()
                 };
                 self.store.record_lost(id, worker, previous.attempt, result.clone()).await?;
+                if message.expires_at.is_some_and(|expires| now_ms() >= expires) {
+                    let result = AttemptResult {
+                        error_code: Some(VALIDITY_EXPIRED),
+                        error_message: Some(describe(VALIDITY_EXPIRED).to_owned()),
+                        ..Default::default()
+                    };
+                    let detail = format!("not sent within its validity period of {} s", message.validity_s);
+                    self.store.record_expiry(id, worker, None, result, detail).await?;
+                    self.queue.complete(id).await?;
+                    metrics::send("expired");
+                    return Ok(Some(SendOutcome::Failed { code: Some(VALIDITY_EXPIRED) }));
+                }
                 if message.attempts - message.attempt_base < i64::from(self.config.max_attempts) {
                     return Ok(None);
                 }
@@ -224,7 +237,12 @@ impl Sender {
             SendError::Unreachable(_) => false,
         };
         let last_attempt = attempt - message.attempt_base >= i64::from(self.config.max_attempts) && !unknown;
-        match error.class() {
+        let class = match error.class() {
+            // The message may exist at Twilio: ask first (the claim does), expire after.
+            ErrorClass::Expired if unknown => ErrorClass::Retryable,
+            class => class,
+        };
+        match class {
             ErrorClass::Expired => {
                 let detail = format!("expired: {error}");
                 self.store.record_expiry(id, worker, Some(attempt), result, detail).await?;

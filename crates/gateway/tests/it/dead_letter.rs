@@ -146,3 +146,29 @@ async fn bulk_redrive_sends_again_only_the_dead_letters_its_filter_matches() {
     assert_eq!(app.metrics("").await.totals.failed, 0);
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_dead_letter_twilio_has_since_reported_on_is_not_redriven() {
+    let app = TestApp::spawn_with(spawn_options(1)).await;
+    let phone = "+14155550136";
+    app.open_window(phone);
+    app.emulator.set_behaviour(phone, Behaviour { server_error_first: 1, ..Default::default() });
+    let id = app.send_ok(text_message(phone)).await.id;
+    app.wait_for_status(id, DeadLettered).await;
+
+    // Twilio had it after all: a callback names the message (by our id) and a SID.
+    let path = format!("/api/v1/whatsapp/status?mid={id}");
+    let sid = "SM0123456789abcdef0123456789abcdef";
+    let params: Vec<(String, String)> = [("MessageSid", sid), ("MessageStatus", "sent"), ("AccountSid", app.emulator.account_sid())]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into();
+    let signature = twilio_signature::compute(app.emulator.auth_token().as_bytes(), &app.url(&path), &params);
+    let response = app.http.post(app.url(&path)).header("X-Twilio-Signature", signature).form(&params).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+
+    let (status, body) = problem(redrive(&app, id).await).await;
+    assert_eq!(status, 409);
+    assert!(body.detail.contains("Twilio has since reported on it"), "{body:?}");
+    assert_eq!(app.delivery_status(id).await.message.status, DeadLettered);
+    app.finish().await;
+}

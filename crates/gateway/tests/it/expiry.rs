@@ -86,3 +86,21 @@ async fn twilios_expiry_codes_end_the_message_expired_and_are_never_retried() {
     assert_eq!(app.emulator.counters().created_to(queue_full), 0);
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_lost_answer_past_the_validity_expires_once_twilio_is_found_not_to_have_it() {
+    let app = TestApp::spawn_with(TestOptions { vars: vec![("MAX_ATTEMPTS", "1000".into())], ..Default::default() }).await;
+    let phone = "+14155550165";
+    app.open_window(phone);
+    // 500s: each attempt's outcome is unknown, so every claim asks Twilio before sending again.
+    app.emulator.set_behaviour(phone, Behaviour { server_error_first: 100_000, ..Default::default() });
+    let id = app.send_ok(json!({"to": phone, "body": "only useful now", "validity_s": 1})).await.id;
+    let done = app.wait_for_status(id, Expired).await;
+    assert_eq!(done.message.error_code, Some(30036));
+    let outcomes: Vec<AttemptOutcome> = done.send_attempts.iter().map(|a| a.outcome).collect();
+    assert!(outcomes.iter().all(|o| *o == AttemptOutcome::Lost), "every attempt was asked about, none left unknown: {outcomes:?}");
+    app.drain().await;
+    let rejected = app.emulator.counters().creates_rejected_500;
+    assert_eq!(rejected as usize, outcomes.len(), "nothing sent after it expired");
+    app.finish().await;
+}

@@ -167,7 +167,9 @@ impl Plan {
     pub(super) fn redrive(&mut self, id: MessageId, at: UnixMillis) -> ApplyOutcome {
         let Some(m) = self.messages.get(&id) else { return ApplyOutcome::Skipped };
         let previous = m.status();
-        if previous != MessageStatus::DeadLettered {
+        // Dead-lettered after Twilio was asked and had no record; should it have turned up since
+        // (a callback, a late answer naming a SID), sending again could send twice.
+        if previous != MessageStatus::DeadLettered || m.message_sid.is_some() || m.callbacks_seen != 0 {
             return ApplyOutcome::Ignored { current: previous };
         }
         let shard = self.shard.clone();
