@@ -6,6 +6,8 @@ use serde_json::Value;
 use super::messages::print_messages;
 use super::output::print_json;
 use super::remote::ApiArgs;
+use crate::client::{Answer, ClientError};
+use crate::http::dto::MessageResource;
 
 /// Which dead-lettered messages to send again: ids, or `--dead-lettered` with filters.
 #[derive(Debug, Args)]
@@ -61,9 +63,19 @@ pub async fn run(args: RetryArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    each_id(&args.api, &args.ids, "redriven", |id| client.redrive(id)).await
+}
+
+/// Runs `call` for each id in turn; prints what it answered (a table, or the API's answers with
+/// `--json`) and reports each refusal on stderr, failing if there was one.
+pub(super) async fn each_id<'a, F, Fut>(api: &ApiArgs, ids: &'a [String], done_word: &str, call: F) -> anyhow::Result<()>
+where
+    F: Fn(&'a str) -> Fut,
+    Fut: std::future::Future<Output = Result<Answer<MessageResource>, ClientError>>,
+{
     let (mut done, mut raw, mut refused) = (Vec::new(), Vec::new(), 0);
-    for id in &args.ids {
-        match client.redrive(id).await {
+    for id in ids {
+        match call(id).await {
             Ok(answer) => {
                 raw.push(answer.raw);
                 done.push(answer.body);
@@ -74,14 +86,14 @@ pub async fn run(args: RetryArgs) -> anyhow::Result<()> {
             }
         }
     }
-    if args.api.json {
+    if api.json {
         print_json(&Value::Array(raw));
     } else if !done.is_empty() {
         print_messages(&done);
-        println!("{} redriven", done.len());
+        println!("{} {done_word}", done.len());
     }
     if refused > 0 {
-        anyhow::bail!("{refused} of {} could not be redriven", args.ids.len());
+        anyhow::bail!("{refused} of {} could not be {done_word}", ids.len());
     }
     Ok(())
 }

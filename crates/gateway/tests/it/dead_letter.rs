@@ -7,7 +7,7 @@ use twilio_emulator::Behaviour;
 use whatsapp_gateway::domain::{MessageStatus, StatusSource};
 use whatsapp_gateway::http::dto::{MessageResource, RedriveResult};
 
-use crate::helpers::{TestApp, TestOptions, applied_history, field_errors, problem, text_message};
+use crate::helpers::{TestApp, TestOptions, applied_history, field_errors, post_form, problem, sign, status_params, text_message};
 
 use MessageStatus::{DeadLettered, Pending, Read};
 
@@ -158,12 +158,8 @@ async fn a_dead_letter_twilio_has_since_reported_on_is_not_redriven() {
 
     // Twilio had it after all: a callback names the message (by our id) and a SID.
     let path = format!("/api/v1/whatsapp/status?mid={id}");
-    let sid = "SM0123456789abcdef0123456789abcdef";
-    let params: Vec<(String, String)> = [("MessageSid", sid), ("MessageStatus", "sent"), ("AccountSid", app.emulator.account_sid())]
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .into();
-    let signature = twilio_signature::compute(app.emulator.auth_token().as_bytes(), &app.url(&path), &params);
-    let response = app.http.post(app.url(&path)).header("X-Twilio-Signature", signature).form(&params).send().await.unwrap();
+    let params = status_params("SM0123456789abcdef0123456789abcdef", "sent");
+    let response = post_form(&app, &path, &params, Some(sign(&app, &path, &params))).await;
     assert_eq!(response.status(), 200);
 
     let (status, body) = problem(redrive(&app, id).await).await;

@@ -7,35 +7,9 @@ use twilio_emulator::InboundMessage;
 use whatsapp_gateway::domain::{AttemptOutcome, Direction, MessageSid, MessageStatus, PhoneNumber, StatusSource};
 use whatsapp_gateway::http::problem::ProblemDetails;
 
-use crate::helpers::{SENDER, TestApp, TestOptions, text_message};
+use crate::helpers::{SENDER, TestApp, TestOptions, pairs, post_form, sign, status_params, text_message};
 
 const SID: &str = "SM0123456789abcdef0123456789abcdef";
-
-fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-    items.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
-}
-
-fn status_params(sid: &str, status: &str) -> Vec<(String, String)> {
-    pairs(&[
-        ("MessageSid", sid),
-        ("SmsSid", sid),
-        ("MessageStatus", status),
-        ("SmsStatus", status),
-        ("AccountSid", "AC00000000000000000000000000000000"),
-    ])
-}
-
-async fn post_form(app: &TestApp, path: &str, params: &[(String, String)], signature: Option<String>) -> reqwest::Response {
-    let mut request = app.http.post(app.url(path)).form(params);
-    if let Some(signature) = signature {
-        request = request.header("X-Twilio-Signature", signature);
-    }
-    request.send().await.unwrap()
-}
-
-fn sign(app: &TestApp, path: &str, params: &[(String, String)]) -> String {
-    twilio_signature::compute(app.emulator.auth_token().as_bytes(), &app.url(path), params)
-}
 
 fn phone(text: &str) -> PhoneNumber {
     PhoneNumber::parse(text).unwrap()

@@ -293,3 +293,33 @@ pub fn fixture(name: &str) -> String {
 pub fn text_message(to: &str) -> Value {
     json!({ "to": to, "body": "Your order is on its way" })
 }
+
+/// Form pairs from string pairs.
+pub fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+/// A status callback's form, as Twilio posts it.
+pub fn status_params(sid: &str, status: &str) -> Vec<(String, String)> {
+    pairs(&[
+        ("MessageSid", sid),
+        ("SmsSid", sid),
+        ("MessageStatus", status),
+        ("SmsStatus", status),
+        ("AccountSid", "AC00000000000000000000000000000000"),
+    ])
+}
+
+/// POSTs a form, with `X-Twilio-Signature` when given.
+pub async fn post_form(app: &TestApp, path: &str, params: &[(String, String)], signature: Option<String>) -> reqwest::Response {
+    let mut request = app.http.post(app.url(path)).form(params);
+    if let Some(signature) = signature {
+        request = request.header("X-Twilio-Signature", signature);
+    }
+    request.send().await.unwrap()
+}
+
+/// Twilio's signature of `params` posted to `path` (query included).
+pub fn sign(app: &TestApp, path: &str, params: &[(String, String)]) -> String {
+    twilio_signature::compute(app.emulator.auth_token().as_bytes(), &app.url(path), params)
+}
