@@ -64,7 +64,7 @@ RARE_SERIES = {
 RARE_LABEL_VALUES = {
     ("gateway_sends_total", "outcome", "reconciled"): 'metrics::send("reconciled")',
     # a message whose time ran out (its validity period, or Twilio's 30036 / 21611 / 30001)
-    ("gateway_sends_total", "outcome", "expired"): 'metrics::send("expired")',
+    ("gateway_sends_total", "outcome", "expired"): "metrics::send(MessageStatus::Expired.as_str())",
     # a 5xx answer (a dependency down, a bug); the Rust test api::health_readiness_and_prometheus_answer
     # checks the series; every answer goes through this call, whatever its status
     ("gateway_http_requests_total", "status", "5xx"): "telemetry::metrics::http_request(",

@@ -56,6 +56,9 @@ pub enum Content {
     },
 }
 
+/// The longest validity period Twilio takes (`ValidityPeriod`, seconds), and its default.
+pub const MAX_VALIDITY_S: i64 = 36_000;
+
 /// A validated request to send one message.
 #[derive(Debug, Clone)]
 pub struct NewOutboundMessage {

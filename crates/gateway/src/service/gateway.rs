@@ -12,7 +12,7 @@ use crate::domain::{
 };
 use crate::queue::{Job, JobQueue};
 use crate::store::{
-    ApplyOutcome, AttemptRecord, Backlog, CancelOutcome, ListFilter, MessageRecord, MetricsBucket, PhonePerformance, StatusLogEntry,
+    ApplyOutcome, AttemptRecord, Backlog, ListFilter, MessageRecord, MetricsBucket, OperatorOutcome, PhonePerformance, StatusLogEntry,
     StatusReport, Store,
 };
 use crate::telemetry::metrics;
@@ -134,23 +134,16 @@ impl Gateway {
     }
 
     /// Sends a dead-lettered message again (`pending`, due now, a fresh allowance of attempts) and
-    /// returns it as it is then. A message in any other status is a
-    /// [`GatewayError::WrongStatus`].
+    /// returns it as it is then. A message in any other status, or one Twilio has since reported
+    /// on, is a [`GatewayError::WrongStatus`].
     pub async fn redrive(&self, id: MessageId) -> Result<MessageRecord, GatewayError> {
-        match self.inner.store.redrive(id).await? {
-            ApplyOutcome::Skipped => return Err(GatewayError::NotFound(format!("no message with id {id}"))),
-            ApplyOutcome::Applied { .. } => {}
-            ApplyOutcome::Ignored { current: MessageStatus::DeadLettered } => {
-                return Err(GatewayError::WrongStatus(format!(
-                    "{id} is dead-lettered, but Twilio has since reported on it: sending it again could send it twice"
-                )));
+        let message = operated(id, self.inner.store.redrive(id).await?, |current, unsafe_now| {
+            if unsafe_now {
+                format!("{id} is dead-lettered, but Twilio has since reported on it: sending it again could send it twice")
+            } else {
+                format!("only a dead-lettered message can be redriven; {id} is {current}")
             }
-            ApplyOutcome::Ignored { current } | ApplyOutcome::Duplicate { current } => {
-                return Err(GatewayError::WrongStatus(format!("only a dead-lettered message can be redriven; {id} is {current}")));
-            }
-            ApplyOutcome::Unmatched => return Err(GatewayError::NotFound(format!("no message with id {id}"))),
-        }
-        let message = self.message(id).await?;
+        })?;
         metrics::redriven();
         let job = Job { message_id: id, priority: message.priority, run_at: message.next_attempt_at.unwrap_or_else(now_ms) };
         if let Err(e) = self.inner.queue.enqueue(job).await {
@@ -188,23 +181,18 @@ impl Gateway {
     /// becomes `canceled` and is never sent. Too late (Twilio has it, or it ended) or not safe yet
     /// (being sent right now) is a [`GatewayError::WrongStatus`].
     pub async fn cancel(&self, id: MessageId) -> Result<MessageRecord, GatewayError> {
-        match self.inner.store.cancel(id).await? {
-            CancelOutcome::Canceled { .. } => {}
-            CancelOutcome::NotFound => return Err(GatewayError::NotFound(format!("no message with id {id}"))),
-            CancelOutcome::TooLate { current } => {
-                return Err(GatewayError::WrongStatus(format!(
-                    "only a message Twilio does not have yet (pending, scheduled or retrying) can be canceled; {id} is {current}"
-                )));
-            }
-            CancelOutcome::InFlight { current } => {
-                return Err(GatewayError::WrongStatus(format!(
+        let message = operated(id, self.inner.store.cancel(id).await?, |current, unsafe_now| {
+            if unsafe_now {
+                format!(
                     "{id} ({current}) is being sent right now, or an earlier attempt may have reached Twilio; ask again in a few seconds"
-                )));
+                )
+            } else {
+                format!("only a message Twilio does not have yet (pending, scheduled or retrying) can be canceled; {id} is {current}")
             }
-        }
+        })?;
         metrics::canceled();
         tracing::info!(message_id = %id, "message canceled");
-        self.message(id).await
+        Ok(message)
     }
 
     /// Stores an incoming message, updates its contact, and runs the handlers (once per SID).
@@ -300,5 +288,20 @@ async fn probe<E: Into<GatewayError>>(dependency: Dependency, check: impl Future
             other => other,
         }),
         Err(elapsed) => Err(GatewayError::Unavailable { dependency, source: Box::new(elapsed) }),
+    }
+}
+
+/// The message an operator's command left, or why it did nothing: `refusal` words it from the
+/// message's status and whether the command was only unsafe now ([`OperatorOutcome::Unsafe`]).
+fn operated(
+    id: MessageId,
+    outcome: OperatorOutcome,
+    refusal: impl FnOnce(MessageStatus, bool) -> String,
+) -> Result<MessageRecord, GatewayError> {
+    match outcome {
+        OperatorOutcome::Done(message) => Ok(*message),
+        OperatorOutcome::NotFound => Err(GatewayError::NotFound(format!("no message with id {id}"))),
+        OperatorOutcome::NotApplicable { current } => Err(GatewayError::WrongStatus(refusal(current, false))),
+        OperatorOutcome::Unsafe { current } => Err(GatewayError::WrongStatus(refusal(current, true))),
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::db::Store;
 use super::error::StoreError;
 use super::messages::unexpected;
-use super::write::command::{ApplyOutcome, CancelOutcome, Command, Finish, Reply};
+use super::write::command::{ApplyOutcome, Command, Finish, OperatorOutcome, Reply};
 use crate::domain::{AttemptOutcome, AttemptResult, MessageId, MessageSid, MessageStatus, StatusSource, UnixMillis, now_ms};
 
 impl Store {
@@ -52,65 +52,42 @@ impl Store {
         self.finish(id, worker, Finish::Retry { attempt, outcome, result, next_at }).await
     }
 
-    /// A failure that will not be retried (a permanent Twilio error): the message becomes
-    /// `failed` with its code kept.
-    pub async fn record_failure(
+    /// Ends the message as `status`, never retried: `failed` (a permanent Twilio error, its code
+    /// kept), `dead_lettered` (the last attempt allowed used up, until an operator redrives it:
+    /// [`Store::redrive`]) or `expired` (Twilio's 30036 / 21611 / 30001).
+    pub async fn record_end(
         &self,
         id: MessageId,
         worker: &str,
         attempt: Option<i64>,
+        status: MessageStatus,
         result: AttemptResult,
         detail: String,
     ) -> Result<ApplyOutcome, StoreError> {
-        self.finish(id, worker, Finish::Fail { attempt, status: MessageStatus::Failed, result, detail }).await
-    }
-
-    /// Its time ran out (Twilio's 30036 / 21611 / 30001 answer): the message becomes `expired`,
-    /// never retried.
-    pub async fn record_expiry(
-        &self,
-        id: MessageId,
-        worker: &str,
-        attempt: Option<i64>,
-        result: AttemptResult,
-        detail: String,
-    ) -> Result<ApplyOutcome, StoreError> {
-        self.finish(id, worker, Finish::Fail { attempt, status: MessageStatus::Expired, result, detail }).await
-    }
-
-    /// The last attempt allowed is used up: the message becomes `dead_lettered`, with its last
-    /// error kept, until an operator redrives it ([`Store::redrive`]).
-    pub async fn record_dead_letter(
-        &self,
-        id: MessageId,
-        worker: &str,
-        attempt: Option<i64>,
-        result: AttemptResult,
-        detail: String,
-    ) -> Result<ApplyOutcome, StoreError> {
-        self.finish(id, worker, Finish::Fail { attempt, status: MessageStatus::DeadLettered, result, detail }).await
+        self.finish(id, worker, Finish::Fail { attempt, status, result, detail }).await
     }
 
     /// Sends a dead-lettered message again: `pending` and due now, with a fresh allowance of
-    /// attempts, logged in its history. Any other status is left alone
-    /// ([`ApplyOutcome::Ignored`] names it; [`ApplyOutcome::Skipped`]: no such message).
-    pub async fn redrive(&self, id: MessageId) -> Result<ApplyOutcome, StoreError> {
-        match self.submit(Command::Redrive { id, at: now_ms() }).await? {
-            Reply::Applied(outcome) => Ok(outcome),
-            other => Err(unexpected(&other)),
-        }
+    /// attempts, logged in its history.
+    pub async fn redrive(&self, id: MessageId) -> Result<OperatorOutcome, StoreError> {
+        self.operate(Command::Redrive { id, at: now_ms() }).await
     }
 
     /// Withdraws a message Twilio does not have yet (pending, scheduled, retrying): `canceled`.
-    pub async fn cancel(&self, id: MessageId) -> Result<CancelOutcome, StoreError> {
-        match self.submit(Command::Cancel { id, at: now_ms() }).await? {
-            Reply::Canceled(outcome) => Ok(outcome),
+    pub async fn cancel(&self, id: MessageId) -> Result<OperatorOutcome, StoreError> {
+        self.operate(Command::Cancel { id, at: now_ms() }).await
+    }
+
+    async fn operate(&self, command: Command) -> Result<OperatorOutcome, StoreError> {
+        match self.submit(command).await? {
+            Reply::Operated(outcome) => Ok(outcome),
             other => Err(unexpected(&other)),
         }
     }
 
-    /// An earlier attempt whose answer was lost and that Twilio has no record of.
-    pub async fn record_lost(&self, id: MessageId, worker: &str, attempt: i64, result: AttemptResult) -> Result<(), StoreError> {
-        self.finish(id, worker, Finish::Lost { attempt, result }).await.map(drop)
+    /// An earlier attempt whose answer was lost and that Twilio has no record of; if the
+    /// message's validity has run out meanwhile, it ends `expired` ([`ApplyOutcome::Applied`]).
+    pub async fn record_lost(&self, id: MessageId, worker: &str, attempt: i64, result: AttemptResult) -> Result<ApplyOutcome, StoreError> {
+        self.finish(id, worker, Finish::Lost { attempt, result }).await
     }
 }

@@ -9,11 +9,11 @@ use super::backoff::backoff_delay;
 use super::pacing::Pacer;
 use super::reconcile::{Lost, find_lost_attempt};
 use crate::config::WorkerConfig;
-use crate::domain::error_codes::{VALIDITY_EXPIRED, describe};
-use crate::domain::{AttemptResult, Content, ErrorClass, MessageId, MessageSid, PhoneNumber, now_ms};
+use crate::domain::error_codes::VALIDITY_EXPIRED;
+use crate::domain::{AttemptResult, Content, ErrorClass, MAX_VALIDITY_S, MessageId, MessageSid, MessageStatus, PhoneNumber, now_ms};
 use crate::queue::{JobQueue, QueueError};
 use crate::shared::SharedState;
-use crate::store::{AttemptRecord, Claim, MessageRecord, Store, StoreError};
+use crate::store::{ApplyOutcome, AttemptRecord, Claim, MessageRecord, Store, StoreError};
 use crate::telemetry::metrics;
 use crate::twilio::{CreateMessage, SendError, TwilioClient, TwilioMessage};
 
@@ -142,29 +142,21 @@ impl Sender {
                     error_message: Some("no answer was recorded and Twilio has no such message".into()),
                     ..Default::default()
                 };
-                self.store.record_lost(id, worker, previous.attempt, result.clone()).await?;
-                if message.expires_at.is_some_and(|expires| now_ms() >= expires) {
-                    let result = AttemptResult {
-                        error_code: Some(VALIDITY_EXPIRED),
-                        error_message: Some(describe(VALIDITY_EXPIRED).to_owned()),
-                        ..Default::default()
-                    };
-                    let detail = format!("not sent within its validity period of {} s", message.validity_s);
-                    self.store.record_expiry(id, worker, None, result, detail).await?;
+                // The store expires it here if its validity ran out while Twilio was asked.
+                if let ApplyOutcome::Applied { current: MessageStatus::Expired, .. } =
+                    self.store.record_lost(id, worker, previous.attempt, result.clone()).await?
+                {
                     self.queue.complete(id).await?;
-                    metrics::send("expired");
+                    metrics::send(MessageStatus::Expired.as_str());
                     return Ok(Some(SendOutcome::Failed { code: Some(VALIDITY_EXPIRED) }));
                 }
-                if message.attempts - message.attempt_base < i64::from(self.config.max_attempts) {
+                let used = message.attempts - message.attempt_base;
+                if used < i64::from(self.config.max_attempts) {
                     return Ok(None);
                 }
-                let detail = format!(
-                    "dead-lettered after {} attempts; the last one's outcome was unknown and Twilio has no record of it",
-                    message.attempts - message.attempt_base
-                );
-                self.store.record_dead_letter(id, worker, None, result, detail).await?;
-                self.queue.complete(id).await?;
-                metrics::send("dead_lettered");
+                let detail =
+                    format!("dead-lettered after {used} attempts; the last one's outcome was unknown and Twilio has no record of it");
+                self.end(id, worker, None, MessageStatus::DeadLettered, result, detail).await?;
                 Ok(Some(SendOutcome::Failed { code: None }))
             }
             Ok(Lost::Ambiguous { candidates, rivals }) => {
@@ -183,6 +175,23 @@ impl Sender {
         }
     }
 
+    /// Ends the message as `status` (`failed`, `dead_lettered`, `expired`) and takes it off the
+    /// queue; the send metric's outcome is the status's name.
+    async fn end(
+        &self,
+        id: MessageId,
+        worker: &str,
+        attempt: Option<i64>,
+        status: MessageStatus,
+        result: AttemptResult,
+        detail: String,
+    ) -> Result<(), WorkerError> {
+        self.store.record_end(id, worker, attempt, status, result, detail).await?;
+        self.queue.complete(id).await?;
+        metrics::send(status.as_str());
+        Ok(())
+    }
+
     /// Releases `message` to be asked about again after a short delay, sending nothing.
     async fn ask_again_later(&self, message: &MessageRecord, worker: &str) -> Result<SendOutcome, WorkerError> {
         let at = now_ms() + backoff_delay(1, self.config.retry_base, self.config.retry_max).as_millis() as i64;
@@ -197,7 +206,7 @@ impl Sender {
             from: message.from.whatsapp_address(),
             status_callback: Some(format!("{}?mid={}", self.status_callback_url, message.id)),
             // What is left of its validity period (the claim expired it if nothing was).
-            validity_period: message.expires_at.map(|expires| ((expires - now_ms() + 999) / 1000).clamp(1, 36_000)),
+            validity_period: message.expires_at.map(|expires| ((expires - now_ms() + 999) / 1000).clamp(1, MAX_VALIDITY_S)),
             ..Default::default()
         };
         match message.content() {
@@ -236,7 +245,9 @@ impl Sender {
             SendError::Api { status, code, .. } => *status >= 500 && *status != 503 && *code != Some(20503),
             SendError::Unreachable(_) => false,
         };
-        let last_attempt = attempt - message.attempt_base >= i64::from(self.config.max_attempts) && !unknown;
+        // Attempts used of the allowance (which a redrive renews).
+        let used = attempt - message.attempt_base;
+        let last_attempt = used >= i64::from(self.config.max_attempts) && !unknown;
         let class = match error.class() {
             // The message may exist at Twilio: ask first (the claim does), expire after.
             ErrorClass::Expired if unknown => ErrorClass::Retryable,
@@ -244,33 +255,24 @@ impl Sender {
         };
         match class {
             ErrorClass::Expired => {
-                let detail = format!("expired: {error}");
-                self.store.record_expiry(id, worker, Some(attempt), result, detail).await?;
-                self.queue.complete(id).await?;
-                metrics::send("expired");
+                self.end(id, worker, Some(attempt), MessageStatus::Expired, result, format!("expired: {error}")).await?;
                 tracing::warn!(attempt, error = %error, "Twilio says the message's time ran out: expired");
                 Ok(SendOutcome::Failed { code })
             }
             ErrorClass::Permanent => {
-                self.store.record_failure(id, worker, Some(attempt), result, error.to_string()).await?;
-                self.queue.complete(id).await?;
-                metrics::send("failed");
+                self.end(id, worker, Some(attempt), MessageStatus::Failed, result, error.to_string()).await?;
                 tracing::warn!(attempt, error = %error, "Twilio refused the message for good");
                 Ok(SendOutcome::Failed { code })
             }
             ErrorClass::Retryable if last_attempt => {
-                let detail = format!("dead-lettered after {} attempts; last error: {error}", attempt - message.attempt_base);
-                self.store.record_dead_letter(id, worker, Some(attempt), result, detail).await?;
-                self.queue.complete(id).await?;
-                metrics::send("dead_lettered");
+                let detail = format!("dead-lettered after {used} attempts; last error: {error}");
+                self.end(id, worker, Some(attempt), MessageStatus::DeadLettered, result, detail).await?;
                 tracing::error!(attempt, error = %error, "giving up on the message: dead-lettered");
                 Ok(SendOutcome::Failed { code })
             }
             ErrorClass::Retryable => {
                 let now = now_ms();
-                let at = now
-                    + backoff_delay((attempt - message.attempt_base) as u32, self.config.retry_base, self.config.retry_max).as_millis()
-                        as i64;
+                let at = now + backoff_delay(used as u32, self.config.retry_base, self.config.retry_max).as_millis() as i64;
                 self.store.record_retry(id, worker, attempt, unknown, result, at).await?;
                 self.queue.reschedule(id, message.priority, at).await?;
                 metrics::send("retrying");

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::time::parse_rfc3339;
 use crate::domain::message::{MAX_BODY_CHARS, MAX_MEDIA};
-use crate::domain::{Content, MessageId, NewOutboundMessage, PhoneNumber, Priority};
+use crate::domain::{Content, MAX_VALIDITY_S, MessageId, NewOutboundMessage, PhoneNumber, Priority};
 use crate::http::problem::{ApiError, FieldError};
 use crate::service::SendMode;
 
@@ -67,9 +67,6 @@ pub struct SendMessageRequest {
     #[schema(minimum = 1, maximum = 36000, default = 36000)]
     pub validity_s: Option<i64>,
 }
-
-/// The longest validity period Twilio takes (`ValidityPeriod`), and the default.
-pub const MAX_VALIDITY_S: i64 = 36_000;
 
 /// The values of [`SendMessageRequest::mode`], for the OpenAPI document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

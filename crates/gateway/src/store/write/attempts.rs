@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use super::command::{ApplyOutcome, CancelOutcome, Finish};
+use super::command::{ApplyOutcome, Finish, OperatorOutcome};
 use super::plan::{Plan, millis};
-use crate::domain::rollup::transition;
+use crate::domain::error_codes::{VALIDITY_EXPIRED, describe};
 use crate::domain::{AttemptOutcome, AttemptResult, MessageId, MessageSid, MessageStatus, StatusEvent, StatusSource, UnixMillis};
 use crate::store::error::StoreError;
 use crate::store::records::AttemptRecord;
@@ -65,6 +65,10 @@ impl Plan {
             }
             Finish::Lost { attempt, result } => {
                 self.finish_attempt(id, *attempt, AttemptOutcome::Lost, result, None, at);
+                // Twilio never had it: if its time ran out meanwhile, this is where it ends.
+                if sendable && let Some(expired) = self.expire_if_due(id) {
+                    return Ok(expired);
+                }
                 ApplyOutcome::Ignored { current }
             }
             Finish::Release { not_before } => {
@@ -142,8 +146,9 @@ impl Plan {
         ApplyOutcome::Applied { previous, current: MessageStatus::Retrying }
     }
 
-    /// Fails a sendable message for good, as `status` (`failed` or `dead_lettered`; the attempt is
-    /// already finished by the caller, if any).
+    /// Ends a sendable message as `status` (`failed`, `dead_lettered`, `expired`, `canceled`; the
+    /// attempt is already finished by the caller, if any), logged from the worker, or from the
+    /// API for a cancel.
     pub(super) fn fail(
         &mut self,
         id: MessageId,
@@ -158,58 +163,68 @@ impl Plan {
         m.next_attempt_at = None;
         m.error_message = result.error_message.clone();
         let event = StatusEvent { status, at, error_code: result.error_code };
-        self.apply_event(id, &event, StatusSource::Worker, Some(detail), result.error_message.clone())
+        let source = if status == MessageStatus::Canceled { StatusSource::Api } else { StatusSource::Worker };
+        self.apply_event(id, &event, source, Some(detail), result.error_message.clone())
+    }
+
+    /// Ends a sendable message `expired` (30036) if its validity period is over by the batch's
+    /// clock; `None` if it is not.
+    pub(super) fn expire_if_due(&mut self, id: MessageId) -> Option<ApplyOutcome> {
+        let now = self.now;
+        let m = self.messages.get(&id).filter(|m| m.expires_at.is_some_and(|expires| now >= expires))?;
+        let detail = format!("not sent within its validity period of {} s", m.validity_s);
+        let result = AttemptResult {
+            error_code: Some(VALIDITY_EXPIRED),
+            error_message: Some(describe(VALIDITY_EXPIRED).to_owned()),
+            ..Default::default()
+        };
+        Some(self.fail(id, &result, MessageStatus::Expired, detail, now))
     }
 
     /// An operator's redrive of a dead-lettered message: `pending`, due at `at`, with a fresh
     /// allowance of attempts (numbering goes on, so the earlier attempts stay in its history), its
-    /// failure taken out of the metrics. Any other status is left alone and reported as is.
-    pub(super) fn redrive(&mut self, id: MessageId, at: UnixMillis) -> ApplyOutcome {
-        let Some(m) = self.messages.get(&id) else { return ApplyOutcome::Skipped };
-        let previous = m.status();
+    /// failure taken out of the metrics.
+    pub(super) fn redrive(&mut self, id: MessageId, at: UnixMillis) -> OperatorOutcome {
+        let Some(m) = self.messages.get(&id) else { return OperatorOutcome::NotFound };
+        let current = m.status();
+        if current != MessageStatus::DeadLettered {
+            return OperatorOutcome::NotApplicable { current };
+        }
         // Dead-lettered after Twilio was asked and had no record; should it have turned up since
         // (a callback, a late answer naming a SID), sending again could send twice.
-        if previous != MessageStatus::DeadLettered || m.message_sid.is_some() || m.callbacks_seen != 0 {
-            return ApplyOutcome::Ignored { current: previous };
+        if m.message_sid.is_some() || m.callbacks_seen != 0 {
+            return OperatorOutcome::Unsafe { current };
         }
-        let shard = self.shard.clone();
-        let m = self.touch(id).expect("present");
         let after = m.lifecycle.redriven(at);
-        let (delta, counted) = transition(&m.lifecycle, m.counted, &after);
-        m.lifecycle = after;
-        m.counted = counted;
+        self.move_lifecycle(id, after);
+        let m = self.messages.get_mut(&id).expect("present");
         m.error_message = None;
         m.attempt_base = m.attempts;
         m.next_attempt_at = Some(at);
         m.expires_at = Some(at.saturating_add(m.validity_s.saturating_mul(1000)));
         m.lease_owner = None;
         m.lease_until = None;
-        let m = m.clone();
-        self.changes.rollups.add(&shard, &m, &delta);
         let detail = format!("redriven after {} attempts", m.attempts);
-        self.log(id, Some(previous), MessageStatus::Pending, true, None, StatusSource::Api, Some(detail), at);
-        ApplyOutcome::Applied { previous, current: MessageStatus::Pending }
+        let record = Box::new(m.clone());
+        self.log(id, Some(current), MessageStatus::Pending, true, None, StatusSource::Api, Some(detail), at);
+        OperatorOutcome::Done(record)
     }
 
     /// Withdraws a message Twilio does not have yet (sendable, not held by a live worker, no
     /// attempt whose outcome is unknown): `canceled`, logged from `api` with `detail`.
-    pub(super) fn cancel(&mut self, id: MessageId, at: UnixMillis, detail: &str) -> CancelOutcome {
+    pub(super) fn cancel(&mut self, id: MessageId, at: UnixMillis, detail: &str) -> OperatorOutcome {
         let now = self.now;
-        let Some(m) = self.messages.get(&id) else { return CancelOutcome::NotFound };
+        let Some(m) = self.messages.get(&id) else { return OperatorOutcome::NotFound };
         let current = m.status();
         if !current.is_sendable() {
-            return CancelOutcome::TooLate { current };
+            return OperatorOutcome::NotApplicable { current };
         }
         if m.lease_until.is_some_and(|until| until >= now) || self.unresolved.contains_key(&id) {
-            return CancelOutcome::InFlight { current };
+            return OperatorOutcome::Unsafe { current };
         }
-        let m = self.touch(id).expect("present");
-        m.next_attempt_at = None;
-        m.lease_owner = None;
-        m.lease_until = None;
-        let event = StatusEvent { status: MessageStatus::Canceled, at, error_code: None };
-        self.apply_event(id, &event, StatusSource::Api, Some(detail.to_owned()), None);
-        CancelOutcome::Canceled { previous: current }
+        let result = AttemptResult::default();
+        self.fail(id, &result, MessageStatus::Canceled, detail.to_owned(), at);
+        OperatorOutcome::Done(Box::new(self.messages[&id].clone()))
     }
 
     pub(super) fn finish_attempt(

@@ -180,30 +180,28 @@ pub enum Reply {
     Claimed(Vec<ClaimResult>),
     /// [`Command::BeginAttempt`]: the attempt's number, or `None` when the lease was lost.
     Began(Option<i64>),
-    /// [`Command::Finish`], [`Command::Status`] and [`Command::Redrive`].
+    /// [`Command::Finish`] and [`Command::Status`].
     Applied(ApplyOutcome),
     /// [`Command::Inbound`].
     Received(InboundOutcome),
-    /// [`Command::Cancel`].
-    Canceled(CancelOutcome),
+    /// [`Command::Redrive`] and [`Command::Cancel`].
+    Operated(OperatorOutcome),
 }
 
-/// What a cancel did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CancelOutcome {
-    /// The message is `canceled` now.
-    Canceled {
-        /// Its status before.
-        previous: MessageStatus,
-    },
-    /// Twilio has it, or it ended already: nothing to withdraw.
-    TooLate {
+/// What an operator's command (a redrive, a cancel) did.
+#[derive(Debug, Clone)]
+pub enum OperatorOutcome {
+    /// Done: the message as it is now.
+    Done(Box<MessageRecord>),
+    /// The message is not in a status the command applies to (a redrive of a message that is not
+    /// dead-lettered; a cancel of one Twilio has, or that ended).
+    NotApplicable {
         /// Its status.
         current: MessageStatus,
     },
-    /// A worker is sending it right now, or an earlier attempt may have reached Twilio (its
-    /// outcome is being asked about): it cannot be withdrawn safely yet.
-    InFlight {
+    /// Not safe now: Twilio may have the message (a redrive of a dead letter Twilio has since
+    /// reported on; a cancel while a worker sends it, or while an attempt's outcome is unknown).
+    Unsafe {
         /// Its status.
         current: MessageStatus,
     },

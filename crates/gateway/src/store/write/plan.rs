@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use super::batch::{Changes, ContactChange, Loaded, LogRow, blank_contact, merge_contact};
 use super::command::{ApplyOutcome, Claim, ClaimResult, Command, InboundOutcome, Pick, Reply, StatusReport};
-use crate::domain::error_codes::{VALIDITY_EXPIRED, describe};
+use crate::domain::error_codes::describe;
 use crate::domain::rollup::{Counted, transition};
 use crate::domain::{
-    AttemptResult, Content, Direction, InboundMessage, Lifecycle, MessageId, MessageSid, MessageStatus, NewOutboundMessage, OptChange,
-    PhoneNumber, Priority, StatusEvent, StatusSource, UnixMillis,
+    AttemptResult, Content, Direction, InboundMessage, Lifecycle, MAX_VALIDITY_S, MessageId, MessageSid, MessageStatus, NewOutboundMessage,
+    OptChange, PhoneNumber, Priority, StatusEvent, StatusSource, UnixMillis,
 };
 use crate::store::error::StoreError;
 use crate::store::records::{AttemptRecord, Contact, MessageRecord, UnmatchedCallback, media_column};
@@ -27,7 +27,7 @@ pub(crate) struct Plan {
     pub(super) unmatched: HashMap<MessageSid, Vec<UnmatchedCallback>>,
     by_key: HashMap<String, MessageId>,
     sendable_to: HashMap<PhoneNumber, Vec<MessageId>>,
-    pub(super) shard: String,
+    shard: String,
     pub changes: Changes,
 }
 
@@ -60,8 +60,8 @@ impl Plan {
             Command::BeginAttempt { id, worker, lease, at } => Reply::Began(self.begin_attempt(*id, worker, *lease, *at)),
             Command::Finish { id, worker, outcome, at } => Reply::Applied(self.finish(*id, worker, outcome, *at)?),
             Command::Status(report) => Reply::Applied(self.status(report)?),
-            Command::Redrive { id, at } => Reply::Applied(self.redrive(*id, *at)),
-            Command::Cancel { id, at } => Reply::Canceled(self.cancel(*id, *at, "canceled by the application")),
+            Command::Redrive { id, at } => Reply::Operated(self.redrive(*id, *at)),
+            Command::Cancel { id, at } => Reply::Operated(self.cancel(*id, *at, "canceled by the application")),
             Command::Inbound { message, opt } => self.inbound(message, *opt),
         })
     }
@@ -77,7 +77,7 @@ impl Plan {
             }
         };
         let due = message.send_at.unwrap_or(at).max(at);
-        let validity_s = message.validity_s.unwrap_or(DEFAULT_VALIDITY_S);
+        let validity_s = message.validity_s.unwrap_or(MAX_VALIDITY_S);
         let record = MessageRecord {
             id: message.id,
             message_sid: None,
@@ -135,18 +135,11 @@ impl Plan {
         if let Some(until) = m.lease_until.filter(|until| *until >= now) {
             return ClaimResult::Leased { id, until };
         }
-        if m.expires_at.is_some_and(|expires| now >= expires) && !self.unresolved.contains_key(&id) {
-            // Not sent in time (and no attempt that may have reached Twilio): it ends here.
-            let validity = m.validity_s;
-            let result = AttemptResult {
-                error_code: Some(VALIDITY_EXPIRED),
-                error_message: Some(describe(VALIDITY_EXPIRED).to_owned()),
-                ..Default::default()
-            };
-            let detail = format!("not sent within its validity period of {validity} s");
-            self.fail(id, &result, MessageStatus::Expired, detail, now);
+        // An attempt that may have reached Twilio is asked about first (`Finish::Lost` expires it).
+        if !self.unresolved.contains_key(&id) && self.expire_if_due(id).is_some() {
             return ClaimResult::Done { id };
         }
+        let m = &self.messages[&id];
         if self.contacts.get(&m.to).is_some_and(|c| c.opted_out.0) {
             let result = AttemptResult { error_code: Some(21610), error_message: Some(describe(21610).to_owned()), ..Default::default() };
             self.fail(id, &result, MessageStatus::Failed, "not sent: the recipient opted out".into(), now);
@@ -243,7 +236,7 @@ impl Plan {
             priority: Priority::DEFAULT,
             attempts: 0,
             attempt_base: 0,
-            validity_s: DEFAULT_VALIDITY_S,
+            validity_s: MAX_VALIDITY_S,
             expires_at: None,
             reference: None,
             metadata: None,
@@ -290,28 +283,35 @@ impl Plan {
         detail: Option<String>,
         error_message: Option<String>,
     ) -> ApplyOutcome {
-        let shard = self.shard.clone();
         let m = self.messages.get_mut(&id).expect("applied to a loaded message");
         let before = m.lifecycle.clone();
         let step = before.apply(event);
-        let (delta, counted) = transition(&before, m.counted, &step.next);
-        if step.changed || counted != m.counted {
-            if step.status_changed && step.next.status.is_terminal() {
-                m.error_message = error_message.or_else(|| step.next.error_code.map(|code| describe(code).to_owned()));
-            }
-            m.lifecycle = step.next.clone();
-            m.counted = counted;
-            self.changes.rollups.add(&shard, m, &delta);
-            if !self.changes.new_ids.contains(&id) {
-                self.changes.updated.insert(id);
-            }
+        if step.status_changed && step.next.status.is_terminal() {
+            m.error_message = error_message.or_else(|| step.next.error_code.map(|code| describe(code).to_owned()));
         }
+        self.move_lifecycle(id, step.next.clone());
         let detail = detail.or_else(|| (!step.status_changed).then(|| format!("kept {}: not a step forward", before.status)));
         self.log(id, Some(before.status), event.status, step.status_changed, event.error_code, source, detail, event.at);
         if step.status_changed {
             ApplyOutcome::Applied { previous: before.status, current: step.next.status }
         } else {
             ApplyOutcome::Ignored { current: step.next.status }
+        }
+    }
+
+    /// Gives message `id` lifecycle `next` and moves its rollup counts accordingly (nothing, if
+    /// neither the lifecycle nor what it is counted in changes).
+    pub(super) fn move_lifecycle(&mut self, id: MessageId, next: Lifecycle) {
+        let m = self.messages.get_mut(&id).expect("moved a loaded message");
+        let (delta, counted) = transition(&m.lifecycle, m.counted, &next);
+        if next == m.lifecycle && counted == m.counted {
+            return;
+        }
+        m.lifecycle = next;
+        m.counted = counted;
+        self.changes.rollups.add(&self.shard, m, &delta);
+        if !self.changes.new_ids.contains(&id) {
+            self.changes.updated.insert(id);
         }
     }
 
@@ -351,9 +351,6 @@ impl Plan {
         self.changes.updated.iter().filter(|id| !self.changes.new_ids.contains(id)).map(|id| &self.messages[id])
     }
 }
-
-/// Twilio's default `ValidityPeriod`, in seconds.
-pub(crate) const DEFAULT_VALIDITY_S: i64 = 36_000;
 
 pub(super) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
