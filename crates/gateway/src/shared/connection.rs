@@ -122,7 +122,7 @@ pub(crate) async fn timed<T>(op: &'static str, fut: impl Future<Output = Result<
 }
 
 /// A failed Redis call (or connection).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RedisCallError {
     /// Redis answered with an error, or the connection failed.
     #[error("redis: {0}")]

@@ -25,6 +25,12 @@ pub(crate) fn reserve(emission_us: i64, count: u32, ahead_us: i64, now_us: i64, 
     (reservation, Some(tat + i64::from(granted) * emission_us))
 }
 
+/// The theoretical arrival time after holding a key back until `now_us + hold_us`: never earlier
+/// than it was.
+pub(crate) fn hold(hold_us: i64, now_us: i64, stored_tat_us: Option<i64>) -> i64 {
+    stored_tat_us.unwrap_or(now_us).max(now_us + hold_us.max(0))
+}
+
 /// A non-negative microsecond count as a `Duration`.
 pub(crate) fn micros(us: i64) -> Duration {
     Duration::from_micros(u64::try_from(us).unwrap_or(0))
@@ -45,5 +51,15 @@ mod tests {
         assert_eq!(second.start_in, Duration::from_micros(12_500));
         let (third, _) = reserve(12_500, 8, 100_000, 50_000, tat);
         assert_eq!((third.granted, third.start_in), (4, Duration::from_micros(50_000)), "slots resume where the first block ended");
+    }
+
+    #[test]
+    fn a_hold_pushes_slots_back_and_never_brings_them_forward() {
+        assert_eq!(hold(1_000, 10, None), 1_010);
+        assert_eq!(hold(1_000, 10, Some(5_000)), 5_000);
+        assert_eq!(hold(1_000, 10, Some(2)), 1_010, "a stale TAT is not a hold");
+        let (held, tat) = reserve(100, 5, 200, 10, Some(hold(1_000, 10, None)));
+        assert_eq!((held.granted, tat), (0, None));
+        assert_eq!(held.start_in, micros(1_010 + 100 - 10 - 200));
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::gcra::reserve;
+use super::gcra::{self, reserve};
 use super::state::{IdempotencyState, RateDecision, RateLimit, Reservation, SharedError, SharedState};
 use super::window::Window;
 
@@ -112,6 +112,17 @@ impl SharedState for MemoryState {
             }
             reservation
         }))
+    }
+
+    async fn hold(&self, key: &str, hold: Duration) -> Result<(), SharedError> {
+        let us = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 4);
+        self.with_maps(|maps, now| {
+            let now_us = us(now.duration_since(self.origin));
+            let tat = gcra::hold(us(hold), now_us, maps.pace.get(key, now).copied());
+            let expiry = now + Duration::from_micros(u64::try_from(tat - now_us).unwrap_or(0)) + Duration::from_secs(1);
+            maps.pace.insert(key, tat, expiry, now);
+        });
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), SharedError> {

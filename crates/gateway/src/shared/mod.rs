@@ -8,6 +8,7 @@
 
 pub mod connection;
 mod gcra;
+mod grouped;
 mod memory;
 mod redis;
 pub mod state;

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 
 use super::connection::{RedisConnection, timed, valid_prefix};
 use super::gcra::micros;
+use super::grouped::{Groups, Taken};
 use super::state::{IdempotencyState, RateDecision, RateLimit, Reservation, SharedError, SharedState};
 use super::window::Window;
 
@@ -47,7 +48,13 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - period)
 local count = redis.call('ZCARD', KEYS[1])
 local recent = redis.call('ZCOUNT', KEYS[1], string.format('(%d', now - burst_us), '+inf')
 local granted = math.max(0, math.min(cost, limit - count, burst - recent))
-for i = 1, granted do redis.call('ZADD', KEYS[1], now, ARGV[6] .. ':' .. i) end
+local i = 0
+while i < granted do
+  local args = {}
+  for j = i + 1, math.min(granted, i + 256) do args[#args + 1] = now; args[#args + 1] = ARGV[6] .. ':' .. j end
+  redis.call('ZADD', KEYS[1], unpack(args))
+  i = i + 256
+end
 count, recent = count + granted, recent + granted
 local retry = 0
 if count >= limit then
@@ -83,12 +90,25 @@ redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_ta
 return {granted, tat - now}
 ";
 
+/// Holds a key's slots back, the same arithmetic as `gcra::hold`. ARGV: hold (µs).
+const HOLD: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local hold = math.max(tonumber(ARGV[1]), 0)
+local tat = tonumber(redis.call('GET', KEYS[1]) or now) or now
+if tat < now + hold then
+  redis.call('SET', KEYS[1], string.format('%d', now + hold), 'PX', math.ceil(hold / 1000) + 1000)
+end
+return 0
+";
+
 /// [`SharedState`] in Redis.
 #[derive(Clone)]
 pub struct RedisState {
     conn: RedisConnection,
     prefix: String,
     scripts: Scripts,
+    groups: Groups,
 }
 
 #[derive(Clone)]
@@ -97,6 +117,7 @@ struct Scripts {
     abandon: Script,
     window: Script,
     reserve: Script,
+    hold: Script,
 }
 
 impl fmt::Debug for RedisState {
@@ -116,12 +137,29 @@ impl RedisState {
             abandon: Script::new(IDEMPOTENCY_ABANDON),
             window: Script::new(WINDOW),
             reserve: Script::new(RESERVE),
+            hold: Script::new(HOLD),
         };
-        Ok(Self { conn, prefix: prefix.to_owned(), scripts })
+        Ok(Self { conn, prefix: prefix.to_owned(), scripts, groups: Groups::default() })
     }
 
     fn key(&self, kind: &str, key: &str) -> String {
         format!("wg:{}:{kind}:{key}", self.prefix)
+    }
+
+    /// One call of the window script for `cost` requests.
+    async fn take_window(&self, window: Window, redis_key: &str, cost: u32) -> Result<Taken, SharedError> {
+        let mut invocation = self.scripts.window.key(redis_key);
+        // Members must be unique per arrival, across instances: a random prefix per call.
+        let member = format!("{:016x}", fastrand::u64(..));
+        invocation.arg(window.period_us).arg(window.limit).arg(window.burst_us).arg(window.burst).arg(cost).arg(member);
+        let (granted, remaining, retry_us, reset_us): (i64, i64, i64, i64) =
+            timed("rate_limit", invocation.invoke_async(&mut self.conn.clone())).await?;
+        Ok(Taken {
+            granted: u32::try_from(granted).unwrap_or(0).min(cost),
+            remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
+            retry_us,
+            reset_us,
+        })
     }
 }
 
@@ -160,20 +198,15 @@ impl SharedState for RedisState {
 
     async fn rate_limit(&self, key: &str, limit: RateLimit, cost: u32) -> Result<RateDecision, SharedError> {
         let window = Window::new(limit);
-        let mut invocation = self.scripts.window.key(self.key("rate", key));
-        // Members must be unique per arrival, across instances: a random prefix per call.
-        let member = format!("{:016x}", fastrand::u64(..));
-        invocation.arg(window.period_us).arg(window.limit).arg(window.burst_us).arg(window.burst).arg(cost).arg(member);
-        let (granted, remaining, retry_after, reset_after): (i64, i64, i64, i64) =
-            timed("rate_limit", invocation.invoke_async(&mut self.conn.clone())).await?;
-        let granted = u32::try_from(granted).unwrap_or(0);
-        Ok(RateDecision {
-            allowed: granted == cost,
-            granted,
-            remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
-            retry_after: if granted == cost { Duration::ZERO } else { micros(retry_after) },
-            reset_after: micros(reset_after),
-        })
+        let redis_key = self.key("rate", key);
+        // One script call for every take that queues behind one in flight (see `grouped`).
+        let group = format!("{}/{}/{}/{redis_key}", window.period_us, window.limit, window.burst);
+        let state = self.clone();
+        let call = move |total| {
+            let (state, redis_key) = (state.clone(), redis_key.clone());
+            async move { state.take_window(window, &redis_key, total).await }
+        };
+        self.groups.take(group, cost, call).await
     }
 
     async fn reserve(&self, key: &str, spacing: Duration, count: u32, ahead: Duration) -> Result<Reservation, SharedError> {
@@ -182,6 +215,13 @@ impl SharedState for RedisState {
         invocation.arg(us(spacing).max(1)).arg(count).arg(us(ahead));
         let (granted, start_in): (i64, i64) = timed("reserve", invocation.invoke_async(&mut self.conn.clone())).await?;
         Ok(Reservation { granted: u32::try_from(granted).unwrap_or(0), start_in: micros(start_in), spacing })
+    }
+
+    async fn hold(&self, key: &str, hold: Duration) -> Result<(), SharedError> {
+        let mut invocation = self.scripts.hold.key(self.key("pace", key));
+        invocation.arg(i64::try_from(hold.as_micros()).unwrap_or(i64::MAX / 4));
+        timed("hold", invocation.invoke_async::<i64>(&mut self.conn.clone())).await?;
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), SharedError> {

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use super::connection::RedisCallError;
 
 /// Errors from a shared-state backend.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SharedError {
     /// The backend could not be reached, answered with an error, or did not answer in time.
     #[error("the shared state is unavailable")]
@@ -98,6 +98,10 @@ pub trait SharedState: Send + Sync + 'static {
     /// Reserves up to `count` send slots of `key`, one every `spacing`, at most `ahead` beyond
     /// now; every instance reserving on the same key gets slots after the others' (pacing).
     async fn reserve(&self, key: &str, spacing: Duration, count: u32, ahead: Duration) -> Result<Reservation, SharedError>;
+
+    /// Holds `key`'s slots back: none is reserved, by any instance, sooner than `hold` from now
+    /// (a sender that Twilio is throttling).
+    async fn hold(&self, key: &str, hold: Duration) -> Result<(), SharedError>;
 
     /// Checks that the backend answers (for readiness).
     async fn ping(&self) -> Result<(), SharedError>;

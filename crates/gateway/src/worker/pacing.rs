@@ -2,6 +2,10 @@
 //! every instance. Slots are reserved in blocks (about a tenth of a second's worth) from the
 //! shared state, so pacing costs one shared round trip per block, not per message; the sends of a
 //! block are spread one `spacing` apart, so no second ever holds more than the rate.
+//!
+//! When Twilio throttles a sender (429, 20429, 63018), every instance holds that sender's sends
+//! back for a while ([`Pacer::throttled`]), longer for each throttle in a row, until a send goes
+//! through again ([`Pacer::relieved`]).
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -21,12 +25,20 @@ struct Slots {
     spacing: Duration,
 }
 
+/// A sender Twilio is throttling: how many holds in a row, and when the current one ends.
+#[derive(Debug, Clone, Copy)]
+struct Throttle {
+    in_a_row: u32,
+    until: Instant,
+}
+
 /// Paces sends per sender.
 pub struct Pacer {
     shared: Arc<dyn SharedState>,
     spacing: Duration,
     block: u32,
     senders: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Slots>>>>>,
+    throttles: Mutex<HashMap<String, Throttle>>,
     /// Used only while the shared state is unreachable: this process alone keeps to the rate.
     fallback: DefaultKeyedRateLimiter<String>,
 }
@@ -43,7 +55,46 @@ impl Pacer {
         let rate = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
         let spacing = Duration::from_secs(1) / rate.get();
         let block = (rate.get() / 10).max(1);
-        Self { shared, spacing, block, senders: Mutex::default(), fallback: RateLimiter::keyed(Quota::per_second(rate)) }
+        Self {
+            shared,
+            spacing,
+            block,
+            senders: Mutex::default(),
+            throttles: Mutex::default(),
+            fallback: RateLimiter::keyed(Quota::per_second(rate)),
+        }
+    }
+
+    /// Twilio throttled a send from `sender`: no instance sends from it for a while —
+    /// `backoff(n)` for the n-th hold in a row — and this instance gives up the slots it holds.
+    /// Throttles answered while a hold is on (sends that left before it) share that hold. Returns
+    /// how long the sender is held back from now.
+    pub async fn throttled(&self, sender: &str, backoff: impl Fn(u32) -> Duration) -> Duration {
+        let now = Instant::now();
+        let hold = {
+            let mut throttles = self.throttles.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let throttle = throttles.entry(sender.to_owned()).or_insert(Throttle { in_a_row: 0, until: now });
+            if throttle.until > now {
+                return throttle.until - now;
+            }
+            throttle.in_a_row = throttle.in_a_row.saturating_add(1);
+            let hold = backoff(throttle.in_a_row);
+            throttle.until = now + hold;
+            hold
+        };
+        *self.slots(sender).lock().await = None;
+        if let Err(e) = self.shared.hold(&format!("pace:{sender}"), hold).await {
+            tracing::warn!(error = %crate::telemetry::chain(&e), "shared pacing unavailable; only this process holds the throttled sender back");
+        }
+        hold
+    }
+
+    /// A send from `sender` went through: the next throttle starts a new run of holds.
+    pub fn relieved(&self, sender: &str) {
+        let mut throttles = self.throttles.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if throttles.get(sender).is_some_and(|t| t.until <= Instant::now()) {
+            throttles.remove(sender);
+        }
     }
 
     fn slots(&self, sender: &str) -> Arc<tokio::sync::Mutex<Option<Slots>>> {

@@ -133,6 +133,46 @@ async fn reservations_hand_out_spaced_slots_one_block_ahead(state: impl SharedSt
     assert_eq!(other.granted, 5, "keys are independent");
 }
 
+async fn a_hold_keeps_every_slot_back_until_it_ends(state: impl SharedState) {
+    let key = random_key("pace");
+    let spacing = Duration::from_millis(10);
+    state.hold(&key, Duration::from_millis(300)).await.unwrap();
+    let held = state.reserve(&key, spacing, 5, Duration::from_millis(50)).await.unwrap();
+    assert_eq!(held.granted, 0, "{held:?}");
+    assert!(held.start_in > Duration::from_millis(200), "ask again near the end of the hold: {held:?}");
+    // A shorter hold never brings the slots forward.
+    state.hold(&key, Duration::from_millis(10)).await.unwrap();
+    assert_eq!(state.reserve(&key, spacing, 5, Duration::from_millis(50)).await.unwrap().granted, 0);
+    tokio::time::sleep(Duration::from_millis(320)).await;
+    let after = state.reserve(&key, spacing, 5, Duration::from_millis(50)).await.unwrap();
+    assert_eq!(after.granted, 5, "{after:?}");
+}
+
+/// Many takes at once from one key (which the Redis backend sends as few grouped calls): exactly
+/// the limit is granted, and the `remaining` each was told are all different.
+async fn concurrent_takes_grant_exactly_the_limit(state: impl SharedState) {
+    let state = std::sync::Arc::new(state);
+    let key = random_key("rate");
+    let limit = RateLimit { per_period: 50, period: Duration::from_secs(60), burst: 0 };
+    let takes: Vec<_> = (0..80)
+        .map(|_| {
+            let (state, key) = (state.clone(), key.clone());
+            tokio::spawn(async move { state.rate_limit(&key, limit, 1).await.unwrap() })
+        })
+        .collect();
+    let mut remaining = Vec::new();
+    for take in takes {
+        let decision = take.await.unwrap();
+        if decision.allowed {
+            remaining.push(decision.remaining);
+        } else {
+            assert!(decision.retry_after > Duration::ZERO, "{decision:?}");
+        }
+    }
+    remaining.sort_unstable();
+    assert_eq!(remaining, (0..50).collect::<Vec<u32>>(), "each granted take saw the allowance left after it");
+}
+
 async fn ping_answers(state: impl SharedState) {
     state.ping().await.unwrap();
 }
@@ -159,6 +199,8 @@ both_backends!(
     abandoned_or_expired_in_flight_keys_can_be_taken_again,
     rate_limit_counts_a_sliding_window_with_a_burst_bound,
     reservations_hand_out_spaced_slots_one_block_ahead,
+    a_hold_keeps_every_slot_back_until_it_ends,
+    concurrent_takes_grant_exactly_the_limit,
     ping_answers,
 );
 
