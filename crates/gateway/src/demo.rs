@@ -48,6 +48,7 @@ pub async fn run(target: DemoTarget) -> anyhow::Result<()> {
         metadata: None,
         idempotency_key: None,
         validity_s: None,
+        fallback: None,
     };
     target.gateway.send(message, SendMode::Queue).await?;
     println!("== demo: message {id} queued; following its status history:");

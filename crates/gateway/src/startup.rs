@@ -94,6 +94,7 @@ impl Application {
             acquire_timeout: config.database.acquire_timeout,
             max_batch: config.database.max_batch,
             writers: config.database.writers,
+            window_check: config.worker.window_check,
         };
         let store = Store::connect(config.database_url.expose_secret(), &store_options).await.context("cannot connect to DATABASE_URL")?;
         store.migrate().await.context("cannot migrate the database")?;

@@ -32,6 +32,12 @@ pub struct Behaviour {
     /// The first N creates to this recipient (counted from when the behaviour was set) answer
     /// 429 / 20429.
     pub throttle_first: u32,
+    /// Every create to this recipient within this many milliseconds of the behaviour being set
+    /// answers 429 (a throttling storm), before any `throttle_first` budget is counted.
+    pub throttle_for_ms: u64,
+    /// The code of the throttling answers: 20429 (the default, "Too Many Requests") or 63018
+    /// ("rate limit exceeded for the WhatsApp sender").
+    pub throttle_code: Option<u32>,
     /// The first N creates to this recipient (after any throttled ones) answer 500 / 20500.
     pub server_error_first: u32,
     /// Send every status callback twice, with the same idempotency token.
@@ -100,9 +106,10 @@ impl RestError {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Entry {
     behaviour: Behaviour,
+    set_at: Instant,
     throttled: u32,
     server_errored: u32,
 }
@@ -115,7 +122,7 @@ pub(crate) struct Behaviours {
 
 impl Behaviours {
     pub fn set(&self, recipient: &str, behaviour: Behaviour) {
-        let entry = Entry { behaviour, ..Entry::default() };
+        let entry = Entry { behaviour, set_at: Instant::now(), throttled: 0, server_errored: 0 };
         lock(&self.entries).insert(recipient_key(recipient), entry);
     }
 
@@ -138,9 +145,17 @@ impl Behaviours {
         if let Some(error) = &entry.behaviour.rest_error {
             return Err(error.to_error());
         }
+        let throttle = || match entry.behaviour.throttle_code {
+            Some(63018) => TwilioError::new(StatusCode::TOO_MANY_REQUESTS, 63018, "Rate limit exceeded for the WhatsApp sender"),
+            _ => TwilioError::too_many_requests(),
+        };
+        if entry.set_at.elapsed() < Duration::from_millis(entry.behaviour.throttle_for_ms) {
+            return Err(throttle());
+        }
         if entry.throttled < entry.behaviour.throttle_first {
+            let error = throttle();
             entry.throttled += 1;
-            return Err(TwilioError::too_many_requests());
+            return Err(error);
         }
         if entry.server_errored < entry.behaviour.server_error_first {
             entry.server_errored += 1;
@@ -196,6 +211,17 @@ mod tests {
         book.set("whatsapp:+14155550100", Behaviour { throttle_first: 1, server_error_first: 1, ..Behaviour::default() });
         assert_eq!(book.on_create("+14155550100").unwrap_err().code, 20429);
         assert_eq!(book.on_create("+14155550100").unwrap_err().code, 20500);
+        assert!(book.on_create("+14155550100").is_ok());
+    }
+
+    #[test]
+    fn a_throttling_storm_lasts_its_time_then_creates_go_through() {
+        let book = Behaviours::default();
+        book.set(ANY_RECIPIENT, Behaviour { throttle_for_ms: 150, throttle_code: Some(63018), ..Behaviour::default() });
+        let refused = book.on_create("+14155550100").unwrap_err();
+        assert_eq!((refused.status, refused.code), (StatusCode::TOO_MANY_REQUESTS, 63018));
+        assert_eq!(book.on_create("+14155550101").unwrap_err().code, 63018);
+        std::thread::sleep(Duration::from_millis(200));
         assert!(book.on_create("+14155550100").is_ok());
     }
 

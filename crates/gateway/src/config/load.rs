@@ -157,6 +157,7 @@ impl Config {
             sender_rate_per_sec: v.parsed("SENDER_RATE_PER_SEC", 80u32)?,
             poll_interval: v.millis("WORKER_POLL_MS", 1_000)?,
             sweep_interval: v.millis("SWEEPER_INTERVAL_MS", 5_000)?,
+            window_check: v.parsed("WHATSAPP_WINDOW_CHECK", true)?,
         };
         if worker.concurrency == 0 || worker.concurrency > 1024 {
             return Err(invalid("WORKER_CONCURRENCY", "must be from 1 to 1024"));

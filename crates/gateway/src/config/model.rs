@@ -47,6 +47,9 @@ pub struct WorkerConfig {
     pub poll_interval: Duration,
     /// How often the sweeper re-queues due messages missing from the queue (`SWEEPER_INTERVAL_MS`).
     pub sweep_interval: Duration,
+    /// Free-form content only to contacts who wrote in the last 24 hours, checked when a message
+    /// is accepted and again when it becomes due (`WHATSAPP_WINDOW_CHECK`, default true).
+    pub window_check: bool,
 }
 
 /// What to do with incoming messages.

@@ -1,6 +1,7 @@
 //! Twilio error codes: which are worth retrying and what they mean.
 //!
-//! 20429 (too many concurrent requests) is "always safe to retry"; 5xx answers and network
+//! Throttling (HTTP 429, 20429 "too many concurrent requests", 63018 "rate limit exceeded for the
+//! sender") slows the sender down and never uses up a message's attempts; 5xx answers and network
 //! failures are retried; every other 4xx and the listed delivery errors are permanent, since
 //! sending the same message again cannot succeed.
 
@@ -9,6 +10,9 @@
 pub enum ErrorClass {
     /// Try again later, with backoff.
     Retryable,
+    /// Twilio is throttling the sender: slow the sender down and try again; the attempt does not
+    /// count against the message's allowance, so only its validity period can end it.
+    Throttled,
     /// Give up now and keep the code.
     Permanent,
     /// The message's time ran out (its validity period, or Twilio's queue): `expired`, never
@@ -17,11 +21,21 @@ pub enum ErrorClass {
 }
 
 /// Codes Twilio documents as safe or sensible to retry.
-const RETRYABLE: &[i64] = &[20429, 20500, 20503, 63017, 63018];
+const RETRYABLE: &[i64] = &[20500, 20503, 63017];
+
+/// Codes that say the sender is sending too fast (beside any HTTP 429).
+const THROTTLING: &[i64] = &[20429, 63018];
 
 /// Codes that end a message `expired`: 30036 (validity period expired), 21611 (the sender's
 /// queue is full), 30001 (queue overflow). Sending again later would only be later still.
 const EXPIRY: &[i64] = &[30036, 21611, 30001];
+
+/// Twilio's "outside the 24-hour customer service window" (free-form content to a contact who has
+/// not written in 24 hours); the gateway records it too when it refuses to send such a message.
+pub const OUTSIDE_WINDOW: i64 = 63016;
+
+/// Twilio's "the recipient has unsubscribed" (it replied STOP): the contact is opted out.
+pub const UNSUBSCRIBED: i64 = 21610;
 
 /// The code the gateway records for a message it did not send within its validity period.
 pub const VALIDITY_EXPIRED: i64 = 30036;
@@ -35,7 +49,9 @@ pub fn is_expiry(code: i64) -> bool {
 pub fn classify_code(http_status: u16, code: Option<i64>) -> ErrorClass {
     if code.is_some_and(is_expiry) {
         ErrorClass::Expired
-    } else if code.is_some_and(|c| RETRYABLE.contains(&c)) || http_status == 429 || http_status >= 500 {
+    } else if code.is_some_and(|c| THROTTLING.contains(&c)) || http_status == 429 {
+        ErrorClass::Throttled
+    } else if code.is_some_and(|c| RETRYABLE.contains(&c)) || http_status >= 500 {
         ErrorClass::Retryable
     } else {
         ErrorClass::Permanent
@@ -75,10 +91,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn throttling_and_server_errors_are_retried() {
-        assert_eq!(classify_code(429, Some(20429)), ErrorClass::Retryable);
-        assert_eq!(classify_code(429, None), ErrorClass::Retryable);
+    fn throttling_is_throttling_and_server_errors_are_retried() {
+        assert_eq!(classify_code(429, Some(20429)), ErrorClass::Throttled);
+        assert_eq!(classify_code(429, None), ErrorClass::Throttled);
+        assert_eq!(classify_code(400, Some(63018)), ErrorClass::Throttled);
         assert_eq!(classify_code(500, None), ErrorClass::Retryable);
+        assert_eq!(classify_code(500, Some(63017)), ErrorClass::Retryable);
         assert_eq!(classify_code(503, Some(20503)), ErrorClass::Retryable);
     }
 

@@ -56,6 +56,35 @@ pub enum Content {
     },
 }
 
+/// The template a free-form message is sent as when the contact's 24-hour customer service
+/// window is closed (a `fallback` of the send request).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fallback {
+    /// The template SID (`HX…`).
+    pub content_sid: String,
+    /// Its variables, a JSON object as text.
+    pub content_variables: Option<String>,
+}
+
+/// How long a contact's last message keeps WhatsApp's customer service window open, in which
+/// free-form messages may be sent to it (24 hours).
+pub const SERVICE_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Whether a contact who last wrote at `last_inbound_at` (if ever) can be sent free-form content
+/// at `at`.
+pub fn window_open(last_inbound_at: Option<UnixMillis>, at: UnixMillis) -> bool {
+    last_inbound_at.is_some_and(|last| at - last < SERVICE_WINDOW_MS)
+}
+
+/// Why a contact's window is closed, in words: when it last wrote, or that it never did.
+pub fn outside_window(last_inbound_at: Option<UnixMillis>) -> String {
+    let format = time::format_description::well_known::Rfc3339;
+    match last_inbound_at.and_then(|ms| time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).ok()) {
+        Some(at) => format!("outside the 24-hour window (the contact last wrote at {})", at.format(&format).unwrap_or_default()),
+        None => "outside the 24-hour window (the contact has never written)".to_owned(),
+    }
+}
+
 /// The longest validity period Twilio takes (`ValidityPeriod`, seconds), and its default.
 pub const MAX_VALIDITY_S: i64 = 36_000;
 
@@ -80,4 +109,7 @@ pub struct NewOutboundMessage {
     pub idempotency_key: Option<String>,
     /// Seconds it may wait to be sent once due (default 36,000, Twilio's `ValidityPeriod`).
     pub validity_s: Option<i64>,
+    /// For free-form content: the template to send instead when the contact's 24-hour window
+    /// is closed.
+    pub fallback: Option<Fallback>,
 }

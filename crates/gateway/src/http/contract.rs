@@ -87,6 +87,10 @@ fn send_request(document: &mut Value) {
     free_form.insert("media_urls".to_owned(), media);
     free_form.insert("content_sid".to_owned(), json!({"type": "null", "description": "Not with free-form content."}));
     free_form.insert("content_variables".to_owned(), json!({"type": "null", "description": "Only with `content_sid`."}));
+    free_form.insert("fallback".to_owned(), property("fallback"));
+    // Its variables are an object (a string is taken only if it holds one), as a template's are.
+    let fallback = &mut schemas["FallbackTemplate"]["properties"];
+    fallback["content_variables"]["type"] = json!(["object", "null"]);
 
     let mut template = common;
     let mut content_sid = property("content_sid");
@@ -96,6 +100,8 @@ fn send_request(document: &mut Value) {
     variables["type"] = json!(["object", "null"]);
     template.insert("content_variables".to_owned(), variables);
     template.insert("body".to_owned(), json!({"type": "null", "description": "A template carries its own content."}));
+    template
+        .insert("fallback".to_owned(), json!({"type": "null", "description": "A template may be sent at any time: it needs no fallback."}));
     template.insert(
         "media_urls".to_owned(),
         json!({"type": ["array", "null"], "maxItems": 0, "description": "A template carries its own content."}),

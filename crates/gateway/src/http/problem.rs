@@ -206,6 +206,7 @@ impl From<GatewayError> for ApiError {
             }
             GatewayError::NotFound(what) => Self::NotFound(what),
             GatewayError::Conflict { what, .. } | GatewayError::WrongStatus(what) => Self::Conflict(what),
+            GatewayError::Refused { field, reason } => Self::Validation(vec![FieldError::new(field, reason)]),
             GatewayError::Internal(source) => Self::Internal(source),
         }
     }

@@ -54,6 +54,15 @@ pub enum GatewayError {
     /// is not dead-lettered).
     #[error("{0}")]
     WrongStatus(String),
+    /// The request is valid but this message cannot be sent as asked (free-form content outside
+    /// the contact's 24-hour window): `field` is the request field to change.
+    #[error("{field}: {reason}")]
+    Refused {
+        /// The request field concerned.
+        field: &'static str,
+        /// Why, and what to do instead.
+        reason: String,
+    },
     /// A bug or an unexpected failure.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -66,6 +75,14 @@ impl From<StoreError> for GatewayError {
         }
         match e {
             StoreError::Conflict { ref constraint, .. } => Self::Conflict { what: format!("already stored ({constraint})"), source: e },
+            StoreError::OutsideWindow { last_inbound_at } => Self::Refused {
+                field: "to",
+                reason: format!(
+                    "{}: free-form content would not be delivered; send an approved template (`content_sid`), or give a \
+                     `fallback` template to send instead",
+                    crate::domain::outside_window(last_inbound_at)
+                ),
+            },
             other => Self::Internal(Box::new(other)),
         }
     }

@@ -49,7 +49,21 @@ impl Store {
         next_at: UnixMillis,
     ) -> Result<ApplyOutcome, StoreError> {
         let outcome = if unknown { AttemptOutcome::Unknown } else { AttemptOutcome::Retryable };
-        self.finish(id, worker, Finish::Retry { attempt, outcome, result, next_at }).await
+        self.finish(id, worker, Finish::Retry { attempt, outcome, result, next_at, throttled: false }).await
+    }
+
+    /// Twilio throttled `attempt`'s sender: the message waits until `next_at`, and the attempt
+    /// does not count against its allowance (so throttling alone never dead-letters it).
+    pub async fn record_throttled(
+        &self,
+        id: MessageId,
+        worker: &str,
+        attempt: i64,
+        result: AttemptResult,
+        next_at: UnixMillis,
+    ) -> Result<ApplyOutcome, StoreError> {
+        let finish = Finish::Retry { attempt, outcome: AttemptOutcome::Retryable, result, next_at, throttled: true };
+        self.finish(id, worker, finish).await
     }
 
     /// Ends the message as `status`, never retried: `failed` (a permanent Twilio error, its code

@@ -44,7 +44,7 @@ impl Store {
     }
 
     async fn claim(&self, pick: Pick, worker: &str, lease: Duration) -> Result<Vec<ClaimResult>, StoreError> {
-        match self.submit(Command::Claim { pick, worker: worker.to_owned(), lease }).await? {
+        match self.submit(Command::Claim { pick, worker: worker.to_owned(), lease, window_check: self.window_check() }).await? {
             Reply::Claimed(results) => Ok(results),
             other => Err(unexpected(&other)),
         }

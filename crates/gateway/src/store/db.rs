@@ -40,11 +40,15 @@ pub struct StoreOptions {
     /// Batches run at once on PostgreSQL, each on a connection of its own (`WRITER_CONNECTIONS`);
     /// SQLite has one writer.
     pub writers: usize,
+    /// Free-form content only inside the contact's 24-hour window: a new message outside it is
+    /// refused unless it has a fallback template, which is then sent instead; a due message is
+    /// checked again when claimed (`WHATSAPP_WINDOW_CHECK`).
+    pub window_check: bool,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { max_connections: 8, acquire_timeout: Duration::from_secs(5), max_batch: 512, writers: 3 }
+        Self { max_connections: 8, acquire_timeout: Duration::from_secs(5), max_batch: 512, writers: 3, window_check: false }
     }
 }
 
@@ -78,6 +82,7 @@ struct Inner {
     pool: Pool,
     backend: Backend,
     writer: Writer,
+    window_check: bool,
 }
 
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -87,6 +92,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "fewer writes", include_str!("../../migrations/sqlite/0004_fewer_writes.sql")),
     (5, "dead letter", include_str!("../../migrations/sqlite/0005_dead_letter.sql")),
     (6, "validity", include_str!("../../migrations/sqlite/0006_validity.sql")),
+    (7, "fallback", include_str!("../../migrations/sqlite/0007_fallback.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -95,6 +101,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "fewer writes", include_str!("../../migrations/postgres/0004_fewer_writes.sql")),
     (5, "dead letter", include_str!("../../migrations/postgres/0005_dead_letter.sql")),
     (6, "validity", include_str!("../../migrations/postgres/0006_validity.sql")),
+    (7, "fallback", include_str!("../../migrations/postgres/0007_fallback.sql")),
 ];
 
 impl Store {
@@ -137,7 +144,7 @@ impl Store {
             let writer = Writer::spawn(executors, inserts, options.max_batch, options.acquire_timeout, fault())?;
             (Pool::Postgres(pool), Backend::Postgres, writer)
         };
-        Ok(Self { inner: Arc::new(Inner { pool, backend, writer }) })
+        Ok(Self { inner: Arc::new(Inner { pool, backend, writer, window_check: options.window_check }) })
     }
 
     /// Applies the migrations of this backend.
@@ -165,6 +172,11 @@ impl Store {
     /// acquire timeout; a writer that cannot get ready tries again on its first batch.
     pub async fn warm(&self) {
         self.inner.writer.warm().await;
+    }
+
+    /// Whether free-form content is kept to the contact's 24-hour window.
+    pub(crate) fn window_check(&self) -> bool {
+        self.inner.window_check
     }
 
     /// The backend in use.

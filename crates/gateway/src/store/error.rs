@@ -30,6 +30,13 @@ pub enum StoreError {
     /// A row held a value the code cannot read (a bug or a hand-edited database).
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// Free-form content for a contact outside its 24-hour window, without a fallback template:
+    /// nothing was stored.
+    #[error("{}", crate::domain::outside_window(*last_inbound_at))]
+    OutsideWindow {
+        /// When the contact last wrote, if ever.
+        last_inbound_at: Option<crate::domain::UnixMillis>,
+    },
     /// The writer has stopped: the store is shutting down.
     #[error("the store is shutting down")]
     Closed,

@@ -30,15 +30,18 @@ pub struct ListFilter {
 impl Store {
     /// Stores a new outbound message from `from` as `pending` and logs its creation. With an
     /// idempotency key already used in the last 24 hours, nothing is stored and the earlier
-    /// message is returned with `false`; an older use of the key is released.
+    /// message is returned with `false`; an older use of the key is released. With the window
+    /// check on, free-form content for a contact who has not written in the last 24 hours is
+    /// stored as its fallback template, or refused ([`StoreError::OutsideWindow`]).
     pub async fn insert_outbound(
         &self,
         message: NewOutboundMessage,
         from: PhoneNumber,
         at: UnixMillis,
     ) -> Result<(MessageRecord, bool), StoreError> {
-        match self.submit(Command::Insert { message, from, at }).await? {
+        match self.submit(Command::Insert { message, from, at, window_check: self.window_check() }).await? {
             Reply::Inserted(record, created) => Ok((*record, created)),
+            Reply::OutsideWindow { last_inbound_at } => Err(StoreError::OutsideWindow { last_inbound_at }),
             other => Err(unexpected(&other)),
         }
     }

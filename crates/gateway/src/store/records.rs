@@ -32,6 +32,10 @@ pub struct MessageRecord {
     pub content_sid: Option<String>,
     /// Template variables (JSON text).
     pub content_variables: Option<String>,
+    /// The template to send instead of free-form content when the 24-hour window is closed.
+    pub fallback_content_sid: Option<String>,
+    /// Its variables (JSON text).
+    pub fallback_content_variables: Option<String>,
     /// Human-readable error.
     pub error_message: Option<String>,
     /// Queue priority.

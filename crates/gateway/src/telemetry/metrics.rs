@@ -36,7 +36,7 @@ const SENDS: Series = series(
     "gateway_sends_total",
     "counter",
     &["outcome"],
-    "Send attempts by outcome: accepted, reconciled, reconcile_ambiguous, retrying, failed, dead_lettered, expired.",
+    "Send attempts by outcome: accepted, reconciled, reconcile_ambiguous, retrying, throttled, failed, dead_lettered, expired.",
 );
 const TWILIO_SECONDS: Series = series("gateway_twilio_request_seconds", "histogram", &[], "Time of one create request to Twilio.");
 const CALLBACKS: Series = series(
@@ -69,6 +69,12 @@ const HTTP_REQUESTS: Series = series(
     "HTTP requests answered, by route template (`unmatched` for none) and status class (2xx, 4xx, 5xx, …).",
 );
 const SENDER_IN_FLIGHT: Series = series("gateway_sender_in_flight", "gauge", &["sender"], "Sends in progress per sender.");
+const SENDER_THROTTLED: Series = series(
+    "gateway_sender_throttled_total",
+    "counter",
+    &["sender"],
+    "Sends Twilio answered with throttling (429, 20429, 63018), per sender: the sender is held back, the attempt not counted.",
+);
 
 /// Every series, for the documentation and the test that checks `/metrics` against it.
 pub const SERIES: &[Series] = &[
@@ -89,6 +95,7 @@ pub const SERIES: &[Series] = &[
     QUEUE_DUE,
     OLDEST_DUE,
     SENDER_IN_FLIGHT,
+    SENDER_THROTTLED,
     HTTP_REQUESTS,
 ];
 
@@ -195,6 +202,11 @@ pub fn http_request(route: Option<&str>, status: u16) {
 /// Sends in progress from `sender` changed by `delta`.
 pub fn sender_in_flight(sender: &str, delta: f64) {
     metrics::gauge!(SENDER_IN_FLIGHT.name, "sender" => sender.to_owned()).increment(delta);
+}
+
+/// Twilio throttled a send from `sender`.
+pub fn sender_throttled(sender: &str) {
+    metrics::counter!(SENDER_THROTTLED.name, "sender" => sender.to_owned()).increment(1);
 }
 
 #[cfg(test)]

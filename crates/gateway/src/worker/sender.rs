@@ -1,6 +1,7 @@
 //! Sending one claimed message: reconcile a previous attempt whose answer was lost, pace per
 //! sender, record the attempt, call Twilio once, and record the outcome (accepted, retry with
-//! backoff, permanent failure, or dead-letter after the last attempt).
+//! backoff, throttled — the sender held back, the attempt not counted —, permanent failure, or
+//! dead-letter after the last attempt).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -119,7 +120,10 @@ impl Sender {
         let answer = self.twilio.create_message(&self.create_request(&message)).await;
         metrics::twilio_request(started.elapsed());
         let outcome = match answer {
-            Ok(created) => self.accepted(id, worker, attempt, created).await,
+            Ok(created) => {
+                self.pacer.relieved(message.from.as_e164());
+                self.accepted(id, worker, attempt, created).await
+            }
             Err(error) => self.refused(&message, worker, attempt, error).await,
         };
         metrics::sender_in_flight(message.from.as_e164(), -1.0);
@@ -263,6 +267,19 @@ impl Sender {
                 self.end(id, worker, Some(attempt), MessageStatus::Failed, result, error.to_string()).await?;
                 tracing::warn!(attempt, error = %error, "Twilio refused the message for good");
                 Ok(SendOutcome::Failed { code })
+            }
+            ErrorClass::Throttled => {
+                // Held back at most half a lease, so a message claimed meanwhile keeps its lease
+                // while it waits for the sender.
+                let cap = self.config.retry_max.min(self.config.lease / 2);
+                let hold = self.pacer.throttled(message.from.as_e164(), |n| backoff_delay(n, self.config.retry_base, cap)).await;
+                let at = now_ms() + i64::try_from(hold.as_millis()).unwrap_or(i64::MAX / 4);
+                self.store.record_throttled(id, worker, attempt, result, at).await?;
+                self.queue.reschedule(id, message.priority, at).await?;
+                metrics::send("throttled");
+                metrics::sender_throttled(message.from.as_e164());
+                tracing::info!(attempt, error = %error, hold_ms = hold.as_millis() as u64, "Twilio is throttling the sender; holding it back");
+                Ok(SendOutcome::Retrying { at })
             }
             ErrorClass::Retryable if last_attempt => {
                 let detail = format!("dead-lettered after {used} attempts; last error: {error}");

@@ -58,6 +58,8 @@ fn start_gateway_with(dir: &std::path::Path, port: u16, emulator: &str, fault: O
             ("WORKER_POLL_MS", "50".into()),
             ("JWT_SECRET", SECRET.into()),
             ("RUST_LOG", "warn".into()),
+            // The recipients never wrote (the emulator's window is off too).
+            ("WHATSAPP_WINDOW_CHECK", "false".into()),
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -177,6 +177,8 @@ async fn run(messages: usize, database: &str) -> anyhow::Result<()> {
         ("RATE_LIMIT_WEBHOOK_PER_MIN", "1000000".into()),
         ("JWT_SECRET", SECRET.into()),
         ("RUST_LOG", "warn".into()),
+        // The recipients never wrote (the emulator's window is off too).
+        ("WHATSAPP_WINDOW_CHECK", "false".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

@@ -28,6 +28,8 @@ mod security;
 mod send_batch;
 mod shared_state;
 mod support;
+mod throttling;
 mod transport_backends;
 mod unavailable;
 mod webhooks;
+mod window;

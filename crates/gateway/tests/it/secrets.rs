@@ -103,6 +103,8 @@ fn gateway_env(dir: &Path, port: u16, emulator: &str, json_logs: bool) -> Vec<(&
         ("RETRY_BASE_MS", "100".to_owned()),
         ("WORKER_POLL_MS", "50".to_owned()),
         ("RUST_LOG", "debug".to_owned()),
+        // The recipient never wrote (the emulator's window is off too).
+        ("WHATSAPP_WINDOW_CHECK", "false".to_owned()),
     ];
     if json_logs {
         env.push(("LOG_FORMAT", "json".to_owned()));

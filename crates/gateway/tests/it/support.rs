@@ -19,6 +19,7 @@ pub fn outbound(to: &str) -> NewOutboundMessage {
         metadata: None,
         idempotency_key: None,
         validity_s: None,
+        fallback: None,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use twilio_emulator::InboundMessage;
+use twilio_emulator::{Behaviour, InboundMessage, RestError};
 use whatsapp_gateway::domain::{AttemptOutcome, Direction, MessageSid, MessageStatus, PhoneNumber, StatusSource};
 use whatsapp_gateway::http::problem::ProblemDetails;
 
@@ -97,6 +97,43 @@ async fn incoming_message_is_stored_once_and_updates_the_contact() {
     let again = post_form(&app, "/api/v1/whatsapp/webhook", &params, Some(sign(&app, "/api/v1/whatsapp/webhook", &params))).await;
     assert_eq!(again.status(), 200);
     assert_eq!(app.messages("?direction=inbound").await.messages.len(), 1);
+    store.close().await;
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn twilios_21610_opts_the_recipient_out_without_opening_its_window() {
+    let app = TestApp::spawn().await;
+    let (number, known) = ("+14155550146", "+14155550147");
+    let rest_error = RestError { status: 400, code: 21610, message: "Attempt to send to unsubscribed recipient".into() };
+    for to in [number, known] {
+        app.emulator.set_behaviour(to, Behaviour { rest_error: Some(rest_error.clone()), ..Default::default() });
+    }
+    // One recipient Twilio knows as unsubscribed has written before: its profile and window stay.
+    app.emulator
+        .inject_inbound(InboundMessage { from: known.into(), body: "hello".into(), profile_name: Some("Kim".into()), ..Default::default() })
+        .await
+        .unwrap();
+    let store = app.reopen_store().await;
+    let before = store.contact(&phone(known)).await.unwrap().unwrap();
+
+    for to in [number, known] {
+        let refused = app.send_ok(text_message(to)).await.id;
+        let done = app.wait_for_status(refused, MessageStatus::Failed).await;
+        assert_eq!((done.message.error_code, done.message.attempts), (Some(21610), 1));
+    }
+    let contact = store.contact(&phone(number)).await.unwrap().expect("a contact row for the recipient");
+    assert!(contact.opted_out.0);
+    assert_eq!(contact.last_inbound_at, None, "an opt-out Twilio reports is not a message from the contact");
+    let contact = store.contact(&phone(known)).await.unwrap().unwrap();
+    assert!(contact.opted_out.0);
+    assert_eq!((contact.last_inbound_at, contact.profile_name.as_deref()), (before.last_inbound_at, Some("Kim")));
+
+    // The next message is not offered to Twilio at all.
+    let next = app.send_ok(text_message(number)).await.id;
+    let done = app.wait_for_status(next, MessageStatus::Failed).await;
+    assert_eq!((done.message.error_code, done.message.attempts), (Some(21610), 0));
+    assert_eq!(app.emulator.counters().creates_rejected_4xx, 2, "one refused create per recipient, none after");
     store.close().await;
     app.finish().await;
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::time::parse_rfc3339;
 use crate::domain::message::{MAX_BODY_CHARS, MAX_MEDIA};
-use crate::domain::{Content, MAX_VALIDITY_S, MessageId, NewOutboundMessage, PhoneNumber, Priority};
+use crate::domain::{Content, Fallback, MAX_VALIDITY_S, MessageId, NewOutboundMessage, PhoneNumber, Priority};
 use crate::http::problem::{ApiError, FieldError};
 use crate::service::SendMode;
 
@@ -66,6 +66,25 @@ pub struct SendMessageRequest {
     #[serde(default, deserialize_with = "super::number::optional_integer")]
     #[schema(minimum = 1, maximum = 36000, default = 36000)]
     pub validity_s: Option<i64>,
+    /// For free-form content: the approved template to send instead when the contact has not
+    /// written in the last 24 hours (WhatsApp's customer service window). Without it, such a
+    /// message is refused with a 422 (unless the gateway runs with `WHATSAPP_WINDOW_CHECK=false`).
+    #[serde(default)]
+    pub fallback: Option<FallbackTemplate>,
+}
+
+/// A template to send when free-form content cannot be (the 24-hour window is closed).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"content_sid": "HX0123456789abcdef0123456789abcdef", "content_variables": {"1": "Ada"}}))]
+pub struct FallbackTemplate {
+    /// Content Template SID (`HX` followed by 32 hex digits).
+    #[schema(pattern = "^HX[0-9a-fA-F]{32}$")]
+    pub content_sid: String,
+    /// Template variables: a JSON object such as `{"1": "Ada"}`, or that object as a string.
+    #[serde(default)]
+    #[schema(value_type = Option<Value>, example = json!({"1": "Ada"}))]
+    pub content_variables: Option<serde_json::Value>,
 }
 
 /// The values of [`SendMessageRequest::mode`], for the OpenAPI document.
@@ -125,7 +144,11 @@ fn check_media(urls: &[String], errors: &mut Vec<FieldError>) {
     }
 }
 
-fn template_variables(value: &serde_json::Value, errors: &mut Vec<FieldError>) -> Option<String> {
+fn is_template_sid(sid: &str) -> bool {
+    sid.len() == 34 && sid.starts_with("HX") && sid[2..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn template_variables(field: &str, value: &serde_json::Value, errors: &mut Vec<FieldError>) -> Option<String> {
     let object = match value {
         serde_json::Value::String(text) => serde_json::from_str::<serde_json::Value>(text).ok().filter(|v| v.is_object()),
         other => Some(other.clone()).filter(|v| v.is_object()),
@@ -133,8 +156,7 @@ fn template_variables(value: &serde_json::Value, errors: &mut Vec<FieldError>) -
     match object {
         Some(obj) => Some(obj.to_string()),
         None => {
-            errors
-                .push(FieldError::new("content_variables", "must be a JSON object such as {\"1\": \"Ada\"} (or that object as a string)"));
+            errors.push(FieldError::new(field, "must be a JSON object such as {\"1\": \"Ada\"} (or that object as a string)"));
             None
         }
     }
@@ -148,10 +170,11 @@ impl SendMessageRequest {
         let media_urls = self.media_urls.unwrap_or_default();
         let content = match (self.content_sid, &self.body, media_urls.is_empty()) {
             (Some(sid), None, true) => {
-                if !(sid.len() == 34 && sid.starts_with("HX") && sid[2..].bytes().all(|b| b.is_ascii_hexdigit())) {
+                if !is_template_sid(&sid) {
                     errors.push(FieldError::new("content_sid", "must be a Content Template SID: HX followed by 32 hex digits"));
                 }
-                let content_variables = self.content_variables.as_ref().and_then(|v| template_variables(v, &mut errors));
+                let content_variables =
+                    self.content_variables.as_ref().and_then(|v| template_variables("content_variables", v, &mut errors));
                 Some(Content::Template { content_sid: sid, content_variables })
             }
             (Some(_), _, _) => {
@@ -212,6 +235,17 @@ impl SendMessageRequest {
                 None
             }
         };
+        let fallback = self.fallback.map(|fallback| {
+            if !matches!(content, Some(Content::FreeForm { .. }) | None) {
+                errors.push(FieldError::new("fallback", "only free-form content has a fallback: a template may be sent at any time"));
+            }
+            if !is_template_sid(&fallback.content_sid) {
+                errors.push(FieldError::new("fallback.content_sid", "must be a Content Template SID: HX followed by 32 hex digits"));
+            }
+            let content_variables =
+                fallback.content_variables.as_ref().and_then(|v| template_variables("fallback.content_variables", v, &mut errors));
+            Fallback { content_sid: fallback.content_sid, content_variables }
+        });
         match (to, content) {
             (Some(to), Some(content)) if errors.is_empty() => Ok((
                 NewOutboundMessage {
@@ -224,6 +258,7 @@ impl SendMessageRequest {
                     metadata: self.metadata,
                     idempotency_key: None,
                     validity_s,
+                    fallback,
                 },
                 mode,
             )),

@@ -29,8 +29,12 @@ pub struct MessageResource {
     pub body: Option<String>,
     /// Media URLs (empty when none).
     pub media_urls: Vec<String>,
-    /// The Content Template SID, for a template message.
+    /// The Content Template SID, for a template message (also for free-form content sent as its
+    /// fallback template: the contact's 24-hour window was closed).
     pub content_sid: Option<String>,
+    /// The fallback template given with free-form content, if any.
+    #[serde(default)]
+    pub fallback_content_sid: Option<String>,
     /// The current status.
     pub status: MessageStatus,
     /// Twilio's error code (e.g. 63016), if the message failed or went undelivered.
@@ -91,6 +95,7 @@ impl From<MessageRecord> for MessageResource {
             body: m.body,
             media_urls: m.media_urls,
             content_sid: m.content_sid,
+            fallback_content_sid: m.fallback_content_sid,
             status: l.status,
             error_code: l.error_code,
             error_message: m.error_message,

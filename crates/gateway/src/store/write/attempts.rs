@@ -2,10 +2,13 @@
 
 use std::time::Duration;
 
+use super::batch::{ContactChange, merge_contact};
 use super::command::{ApplyOutcome, Finish, OperatorOutcome};
 use super::plan::{Plan, millis};
-use crate::domain::error_codes::{VALIDITY_EXPIRED, describe};
-use crate::domain::{AttemptOutcome, AttemptResult, MessageId, MessageSid, MessageStatus, StatusEvent, StatusSource, UnixMillis};
+use crate::domain::error_codes::{UNSUBSCRIBED, VALIDITY_EXPIRED, describe};
+use crate::domain::{
+    AttemptOutcome, AttemptResult, MessageId, MessageSid, MessageStatus, OptChange, StatusEvent, StatusSource, UnixMillis,
+};
 use crate::store::error::StoreError;
 use crate::store::records::AttemptRecord;
 
@@ -48,12 +51,15 @@ impl Plan {
                 self.reconciled(id, *attempt, result, held, at);
                 ApplyOutcome::Ignored { current }
             }
-            Finish::Retry { attempt, outcome, result, next_at } => self.retry(id, *attempt, *outcome, result, *next_at, at),
+            retry @ Finish::Retry { .. } => self.retry(id, retry, at),
             Finish::Fail { attempt, status, result, detail } if sendable => {
                 // A dead letter's last attempt failed in a way worth retrying; every other end is final.
                 let outcome = if *status == MessageStatus::DeadLettered { AttemptOutcome::Retryable } else { AttemptOutcome::Permanent };
                 if let Some(attempt) = attempt {
                     self.finish_attempt(id, *attempt, outcome, result, None, at);
+                }
+                if result.error_code == Some(UNSUBSCRIBED) {
+                    self.opt_out_recipient(id, at);
                 }
                 self.fail(id, result, *status, detail.clone(), at)
             }
@@ -122,17 +128,27 @@ impl Plan {
         Ok(applied)
     }
 
-    pub(super) fn retry(
-        &mut self,
-        id: MessageId,
-        attempt: i64,
-        outcome: AttemptOutcome,
-        result: &AttemptResult,
-        next_at: UnixMillis,
-        at: UnixMillis,
-    ) -> ApplyOutcome {
+    /// Twilio refused a send because the recipient unsubscribed (21610): the contact is opted
+    /// out, as its STOP would have made it, so nothing more is sent to it until it writes START.
+    fn opt_out_recipient(&mut self, id: MessageId, at: UnixMillis) {
+        let phone = self.messages[&id].to.clone();
+        let change = ContactChange { phone: phone.clone(), profile_name: None, wa_id: None, at, inbound_at: None, opt: OptChange::OptOut };
+        let contact = merge_contact(self.contacts.get(&phone).cloned(), &change);
+        self.contacts.insert(phone, contact);
+        self.changes.contacts.push(change);
+    }
+
+    /// A [`Finish::Retry`] of a held, sendable message: `retrying`, due again at its `next_at`.
+    fn retry(&mut self, id: MessageId, retry: &Finish, at: UnixMillis) -> ApplyOutcome {
+        let &Finish::Retry { attempt, outcome, ref result, next_at, throttled } = retry else {
+            return ApplyOutcome::Skipped;
+        };
         self.finish_attempt(id, attempt, outcome, result, None, at);
         let m = self.touch(id).expect("checked by the caller");
+        if throttled {
+            // Not counted against the allowance: the allowance is attempts past the base.
+            m.attempt_base += 1;
+        }
         let previous = m.status();
         m.lifecycle.status = MessageStatus::Retrying;
         m.lifecycle.last_status_at = at;
@@ -141,7 +157,12 @@ impl Plan {
         m.next_attempt_at = Some(next_at);
         m.lease_owner = None;
         m.lease_until = None;
-        let detail = format!("attempt {attempt}: {}", result.error_message.as_deref().unwrap_or("no answer"));
+        let error = result.error_message.as_deref().unwrap_or("no answer");
+        let detail = if throttled {
+            format!("attempt {attempt}: the sender is throttled, not counted against the attempts allowed: {error}")
+        } else {
+            format!("attempt {attempt}: {error}")
+        };
         self.log(id, Some(previous), MessageStatus::Retrying, true, result.error_code, StatusSource::Worker, Some(detail), at);
         ApplyOutcome::Applied { previous, current: MessageStatus::Retrying }
     }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::command::{Command, Finish, Pick};
 use super::rollups::RollupBook;
-use crate::domain::{MessageId, MessageSid, MessageStatus, OptChange, PhoneNumber, StatusSource, UnixMillis};
+use crate::domain::{Content, MessageId, MessageSid, MessageStatus, OptChange, PhoneNumber, StatusSource, UnixMillis};
 use crate::store::records::{AttemptRecord, Contact, Flag, MessageRecord, UnmatchedCallback};
 
 /// How long an idempotency key keeps pointing at its message (24 hours).
@@ -27,7 +27,8 @@ pub(crate) struct Keys {
     /// Messages a `Pick::Ids` names (their recipients' contacts and unresolved attempts are
     /// loaded too).
     pub claim_ids: BTreeSet<MessageId>,
-    /// Contacts of inbound senders (claimed recipients are added after the first load).
+    /// Contacts of inbound senders and of new free-form messages under the window check (claimed
+    /// recipients are added after the first load).
     pub phones: BTreeSet<PhoneNumber>,
     /// Senders of a STOP: their sendable outbound messages are loaded to be canceled.
     pub stopping: BTreeSet<PhoneNumber>,
@@ -39,7 +40,12 @@ impl Keys {
         let mut keys = Self::default();
         for command in commands {
             match command {
-                Command::Insert { message, .. } => keys.idempotency.extend(message.idempotency_key.clone()),
+                Command::Insert { message, window_check, .. } => {
+                    keys.idempotency.extend(message.idempotency_key.clone());
+                    if *window_check && matches!(message.content, Content::FreeForm { .. }) {
+                        keys.phones.insert(message.to.clone());
+                    }
+                }
                 Command::Claim { pick: Pick::Next(n), .. } => keys.pick += n,
                 Command::Claim { pick: Pick::Ids(ids), .. } => {
                     keys.ids.extend(ids.iter().copied());
@@ -107,7 +113,11 @@ pub(crate) struct ContactChange {
     pub phone: PhoneNumber,
     pub profile_name: Option<String>,
     pub wa_id: Option<String>,
+    /// When the change happened (the consent's time, the row's `updated_at`).
     pub at: UnixMillis,
+    /// When the contact last wrote, if this change is an inbound message (an opt-out Twilio
+    /// reports is not one: it opens no 24-hour window).
+    pub inbound_at: Option<UnixMillis>,
     pub opt: OptChange,
 }
 
@@ -153,7 +163,7 @@ pub(crate) fn merge_contact(previous: Option<Contact>, change: &ContactChange) -
         phone: change.phone.clone(),
         profile_name: change.profile_name.clone().or(previous.profile_name),
         wa_id: change.wa_id.clone().or(previous.wa_id),
-        last_inbound_at: previous.last_inbound_at.max(Some(change.at)),
+        last_inbound_at: previous.last_inbound_at.max(change.inbound_at),
         opted_out: Flag(change.opt.apply(previous.opted_out.0)),
     }
 }
@@ -167,6 +177,7 @@ pub(crate) fn merged_contact_changes(changes: &[ContactChange]) -> Vec<ContactCh
                 earlier.profile_name = change.profile_name.clone().or(earlier.profile_name.take());
                 earlier.wa_id = change.wa_id.clone().or(earlier.wa_id.take());
                 earlier.at = earlier.at.max(change.at);
+                earlier.inbound_at = earlier.inbound_at.max(change.inbound_at);
                 if change.opt != OptChange::None {
                     earlier.opt = change.opt;
                 }

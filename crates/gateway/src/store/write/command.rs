@@ -20,6 +20,9 @@ pub enum Command {
         from: PhoneNumber,
         /// When the API received it.
         at: UnixMillis,
+        /// Refuse free-form content outside the contact's 24-hour window (unless the message
+        /// has a fallback template, stored instead).
+        window_check: bool,
     },
     /// Reserve sendable messages for a worker.
     Claim {
@@ -29,6 +32,9 @@ pub enum Command {
         worker: String,
         /// How long the worker holds them (from the database's clock).
         lease: Duration,
+        /// Check the 24-hour window again: free-form content outside it goes as its fallback
+        /// template, or fails (63016) without being sent.
+        window_check: bool,
     },
     /// Record that attempt N+1 is about to leave for Twilio, renewing the lease.
     BeginAttempt {
@@ -127,6 +133,9 @@ pub enum Finish {
         result: AttemptResult,
         /// When the next attempt is due.
         next_at: UnixMillis,
+        /// Twilio throttled the sender: the attempt does not count against the message's
+        /// allowance (only its validity period can end it).
+        throttled: bool,
     },
     /// End the message: `failed` (a permanent error, an opted-out recipient), `dead_lettered`
     /// (attempts used up) or `expired` (its time ran out).
@@ -176,6 +185,12 @@ pub enum Reply {
     /// [`Command::Insert`]: the stored message, and whether it was created now (false: the
     /// idempotency key had been used).
     Inserted(Box<MessageRecord>, bool),
+    /// [`Command::Insert`] refused: free-form content for a contact whose 24-hour window is
+    /// closed, and no fallback template.
+    OutsideWindow {
+        /// When the contact last wrote, if ever.
+        last_inbound_at: Option<UnixMillis>,
+    },
     /// [`Command::Claim`]: one entry per message looked at.
     Claimed(Vec<ClaimResult>),
     /// [`Command::BeginAttempt`]: the attempt's number, or `None` when the lease was lost.

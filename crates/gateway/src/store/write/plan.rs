@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use super::batch::{Changes, ContactChange, Loaded, LogRow, blank_contact, merge_contact};
 use super::command::{ApplyOutcome, Claim, ClaimResult, Command, InboundOutcome, Pick, Reply, StatusReport};
-use crate::domain::error_codes::describe;
+use crate::domain::error_codes::{OUTSIDE_WINDOW, UNSUBSCRIBED, describe};
 use crate::domain::rollup::{Counted, transition};
 use crate::domain::{
     AttemptResult, Content, Direction, InboundMessage, Lifecycle, MAX_VALIDITY_S, MessageId, MessageSid, MessageStatus, NewOutboundMessage,
-    OptChange, PhoneNumber, Priority, StatusEvent, StatusSource, UnixMillis,
+    OptChange, PhoneNumber, Priority, StatusEvent, StatusSource, UnixMillis, outside_window, window_open,
 };
 use crate::store::error::StoreError;
 use crate::store::records::{AttemptRecord, Contact, MessageRecord, UnmatchedCallback, media_column};
@@ -23,7 +23,7 @@ pub(crate) struct Plan {
     pub(super) by_sid: HashMap<MessageSid, MessageId>,
     picked: std::vec::IntoIter<MessageId>,
     pub(super) unresolved: HashMap<MessageId, AttemptRecord>,
-    contacts: HashMap<PhoneNumber, Contact>,
+    pub(super) contacts: HashMap<PhoneNumber, Contact>,
     pub(super) unmatched: HashMap<MessageSid, Vec<UnmatchedCallback>>,
     by_key: HashMap<String, MessageId>,
     sendable_to: HashMap<PhoneNumber, Vec<MessageId>>,
@@ -55,8 +55,8 @@ impl Plan {
 
     fn apply(&mut self, command: &Command) -> Result<Reply, StoreError> {
         Ok(match command {
-            Command::Insert { message, from, at } => self.insert(message, from, *at),
-            Command::Claim { pick, worker, lease } => Reply::Claimed(self.claim(pick, worker, *lease)),
+            Command::Insert { message, from, at, window_check } => self.insert(message, from, *at, *window_check),
+            Command::Claim { pick, worker, lease, window_check } => Reply::Claimed(self.claim(pick, worker, *lease, *window_check)),
             Command::BeginAttempt { id, worker, lease, at } => Reply::Began(self.begin_attempt(*id, worker, *lease, *at)),
             Command::Finish { id, worker, outcome, at } => Reply::Applied(self.finish(*id, worker, outcome, *at)?),
             Command::Status(report) => Reply::Applied(self.status(report)?),
@@ -66,16 +66,28 @@ impl Plan {
         })
     }
 
-    fn insert(&mut self, message: &NewOutboundMessage, from: &PhoneNumber, at: UnixMillis) -> Reply {
+    fn insert(&mut self, message: &NewOutboundMessage, from: &PhoneNumber, at: UnixMillis, window_check: bool) -> Reply {
         if let Some(existing) = message.idempotency_key.as_ref().and_then(|key| self.by_key.get(key)).and_then(|id| self.messages.get(id)) {
             return Reply::Inserted(Box::new(existing.clone()), false);
         }
-        let (body, media_urls, content_sid, content_variables) = match &message.content {
+        let (body, media_urls, mut content_sid, mut content_variables) = match &message.content {
             Content::FreeForm { body, media_urls } => (body.clone(), media_urls.clone(), None, None),
             Content::Template { content_sid, content_variables } => {
                 (None, Vec::new(), Some(content_sid.clone()), content_variables.clone())
             }
         };
+        // Free-form content reaches only a contact who wrote in the last 24 hours: otherwise its
+        // fallback template goes instead (the text is kept with it), or the message is refused.
+        let mut detail = None;
+        if window_check && content_sid.is_none() {
+            let last_inbound_at = self.contacts.get(&message.to).and_then(|c| c.last_inbound_at);
+            if !window_open(last_inbound_at, at) {
+                let Some(fallback) = &message.fallback else { return Reply::OutsideWindow { last_inbound_at } };
+                content_sid = Some(fallback.content_sid.clone());
+                content_variables = fallback.content_variables.clone();
+                detail = Some(format!("{}: to be sent as its fallback template {}", outside_window(last_inbound_at), fallback.content_sid));
+            }
+        }
         let due = message.send_at.unwrap_or(at).max(at);
         let validity_s = message.validity_s.unwrap_or(MAX_VALIDITY_S);
         let record = MessageRecord {
@@ -88,6 +100,8 @@ impl Plan {
             media_urls,
             content_sid,
             content_variables,
+            fallback_content_sid: message.fallback.as_ref().map(|f| f.content_sid.clone()),
+            fallback_content_variables: message.fallback.as_ref().and_then(|f| f.content_variables.clone()),
             error_message: None,
             priority: message.priority,
             attempts: 0,
@@ -109,21 +123,21 @@ impl Plan {
         }
         self.changes.inserted.push((record.id, message.idempotency_key.clone()));
         self.changes.new_ids.insert(record.id);
-        self.log(record.id, None, MessageStatus::Pending, true, None, StatusSource::Api, None, at);
+        self.log(record.id, None, MessageStatus::Pending, true, None, StatusSource::Api, detail, at);
         self.messages.insert(record.id, record.clone());
         Reply::Inserted(Box::new(record), true)
     }
 
-    fn claim(&mut self, pick: &Pick, worker: &str, lease: Duration) -> Vec<ClaimResult> {
+    fn claim(&mut self, pick: &Pick, worker: &str, lease: Duration, window_check: bool) -> Vec<ClaimResult> {
         let (ids, due_or_not): (Vec<MessageId>, bool) = match pick {
             Pick::Next(n) => (self.picked.by_ref().take(*n).collect(), false),
             Pick::Ids(ids) => (ids.clone(), false),
             Pick::Now(id) => (vec![*id], true),
         };
-        ids.into_iter().map(|id| self.claim_one(id, worker, lease, due_or_not)).collect()
+        ids.into_iter().map(|id| self.claim_one(id, worker, lease, due_or_not, window_check)).collect()
     }
 
-    fn claim_one(&mut self, id: MessageId, worker: &str, lease: Duration, due_or_not: bool) -> ClaimResult {
+    fn claim_one(&mut self, id: MessageId, worker: &str, lease: Duration, due_or_not: bool, window_check: bool) -> ClaimResult {
         let now = self.now;
         let Some(m) = self.messages.get(&id) else { return ClaimResult::Done { id } };
         if !m.status().is_sendable() {
@@ -141,9 +155,35 @@ impl Plan {
         }
         let m = &self.messages[&id];
         if self.contacts.get(&m.to).is_some_and(|c| c.opted_out.0) {
-            let result = AttemptResult { error_code: Some(21610), error_message: Some(describe(21610).to_owned()), ..Default::default() };
+            let result = AttemptResult {
+                error_code: Some(UNSUBSCRIBED),
+                error_message: Some(describe(UNSUBSCRIBED).to_owned()),
+                ..Default::default()
+            };
             self.fail(id, &result, MessageStatus::Failed, "not sent: the recipient opted out".into(), now);
             return ClaimResult::Done { id };
+        }
+        // The window may have closed since the message was accepted (scheduled, or retried).
+        if window_check && m.content_sid.is_none() && !self.unresolved.contains_key(&id) {
+            let last_inbound_at = self.contacts.get(&m.to).and_then(|c| c.last_inbound_at);
+            if !window_open(last_inbound_at, now) {
+                let outside = outside_window(last_inbound_at);
+                let status = m.status();
+                let Some(fallback) = m.fallback_content_sid.clone() else {
+                    let result = AttemptResult {
+                        error_code: Some(OUTSIDE_WINDOW),
+                        error_message: Some(describe(OUTSIDE_WINDOW).to_owned()),
+                        ..Default::default()
+                    };
+                    self.fail(id, &result, MessageStatus::Failed, format!("not sent: {outside} and it has no fallback template"), now);
+                    return ClaimResult::Done { id };
+                };
+                let m = self.touch(id).expect("looked up above");
+                m.content_sid = Some(fallback.clone());
+                m.content_variables = m.fallback_content_variables.clone();
+                let detail = format!("{outside}: sent as its fallback template {fallback}");
+                self.log(id, Some(status), status, false, None, StatusSource::Worker, Some(detail), now);
+            }
         }
         let m = self.touch(id).expect("looked up above");
         m.lease_owner = Some(worker.to_owned());
@@ -232,6 +272,8 @@ impl Plan {
             media_urls: message.media_urls.clone(),
             content_sid: None,
             content_variables: None,
+            fallback_content_sid: None,
+            fallback_content_variables: None,
             error_message: None,
             priority: Priority::DEFAULT,
             attempts: 0,
@@ -258,6 +300,7 @@ impl Plan {
             profile_name: message.profile_name.clone(),
             wa_id: message.wa_id.clone(),
             at,
+            inbound_at: Some(at),
             opt,
         };
         let contact = merge_contact(previous, &change);

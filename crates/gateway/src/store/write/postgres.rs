@@ -206,6 +206,8 @@ async fn write(conn: &mut PgConnection, plan: &Plan) -> Result<(), StoreError> {
             .bind(rows.iter().map(|(_, key, _)| key.map(str::to_owned)).collect::<Vec<_>>())
             .bind(rows.iter().map(|(r, _, _)| r.validity_s).collect::<Vec<_>>())
             .bind(m(|r| r.expires_at))
+            .bind(rows.iter().map(|(r, _, _)| r.fallback_content_sid.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(r, _, _)| r.fallback_content_variables.clone()).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
     }
@@ -232,6 +234,8 @@ async fn write(conn: &mut PgConnection, plan: &Plan) -> Result<(), StoreError> {
             .bind(updated.iter().map(|r| r.lifecycle.last_status_at).collect::<Vec<_>>())
             .bind(updated.iter().map(|r| r.attempt_base).collect::<Vec<_>>())
             .bind(m(|r| r.expires_at))
+            .bind(updated.iter().map(|r| r.content_sid.clone()).collect::<Vec<_>>())
+            .bind(updated.iter().map(|r| r.content_variables.clone()).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
     }
@@ -307,6 +311,7 @@ async fn write_contacts(conn: &mut PgConnection, plan: &Plan) -> Result<(), Stor
             .bind(contacts.iter().map(|c| c.wa_id.clone()).collect::<Vec<_>>())
             .bind(contacts.iter().map(|c| c.at).collect::<Vec<_>>())
             .bind(contacts.iter().map(|c| super::batch::opt_code(c.opt)).collect::<Vec<_>>())
+            .bind(contacts.iter().map(|c| c.inbound_at).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
     }

@@ -3,22 +3,23 @@
 pub(super) const PG_INSERT_MESSAGES: &str = "INSERT INTO messages (id, message_sid, direction, from_addr, to_addr, body, \
      media_urls, content_sid, content_variables, status, error_code, error_message, priority, attempts, reference, metadata, \
      next_attempt_at, counted, callbacks_seen, created_at, queued_at, sent_at, delivered_at, read_at, failed_at, last_status_at, \
-     idempotency_key, validity_s, expires_at) \
+     idempotency_key, validity_s, expires_at, fallback_content_sid, fallback_content_variables) \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], \
      $9::text[], $10::text[], $11::bigint[], $12::text[], $13::bigint[], $14::bigint[], $15::text[], $16::text[], $17::bigint[], \
      $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[], $23::bigint[], $24::bigint[], $25::bigint[], \
-     $26::bigint[], $27::text[], $28::bigint[], $29::bigint[])";
+     $26::bigint[], $27::text[], $28::bigint[], $29::bigint[], $30::text[], $31::text[])";
 
 pub(super) const PG_UPDATE_MESSAGES: &str = "UPDATE messages AS m SET message_sid = v.message_sid, status = v.status, \
      error_code = v.error_code, error_message = v.error_message, attempts = v.attempts, next_attempt_at = v.next_attempt_at, \
      lease_owner = v.lease_owner, lease_until = v.lease_until, counted = v.counted, callbacks_seen = v.callbacks_seen, \
      queued_at = v.queued_at, sent_at = v.sent_at, delivered_at = v.delivered_at, read_at = v.read_at, failed_at = v.failed_at, \
-     last_status_at = v.last_status_at, attempt_base = v.attempt_base, expires_at = v.expires_at \
+     last_status_at = v.last_status_at, attempt_base = v.attempt_base, expires_at = v.expires_at, \
+     content_sid = v.content_sid, content_variables = v.content_variables \
      FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[], $8::text[], \
      $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], \
-     $17::bigint[], $18::bigint[], $19::bigint[]) AS v(id, message_sid, status, error_code, error_message, attempts, \
-     next_attempt_at, lease_owner, lease_until, counted, callbacks_seen, queued_at, sent_at, delivered_at, read_at, failed_at, \
-     last_status_at, attempt_base, expires_at) \
+     $17::bigint[], $18::bigint[], $19::bigint[], $20::text[], $21::text[]) AS v(id, message_sid, status, error_code, \
+     error_message, attempts, next_attempt_at, lease_owner, lease_until, counted, callbacks_seen, queued_at, sent_at, \
+     delivered_at, read_at, failed_at, last_status_at, attempt_base, expires_at, content_sid, content_variables) \
      WHERE m.id = v.id";
 
 pub(super) const PG_INSERT_LOG: &str = "INSERT INTO message_status_log (message_id, previous_status, new_status, applied, \
@@ -38,22 +39,24 @@ pub(super) const PG_INSERT_UNMATCHED: &str = "INSERT INTO unmatched_callbacks (m
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[]) ON CONFLICT (message_sid, status) DO NOTHING";
 
 /// New contacts (existing ones are left to [`PG_MERGE_CONTACTS`]). `$5` is the consent keyword:
-/// 0 none, 1 STOP, 2 START.
+/// 0 none, 1 STOP, 2 START; `$6` the inbound message's time (NULL for an opt-out Twilio reported).
 pub(super) const PG_INSERT_CONTACTS: &str = "INSERT INTO contacts (phone, profile_name, wa_id, last_inbound_at, opted_out, \
      opted_out_at, created_at, updated_at) \
-     SELECT phone, profile_name, wa_id, at, CASE WHEN opt = 1 THEN 1 ELSE 0 END, CASE WHEN opt = 1 THEN at END, at, at \
-     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS v(phone, profile_name, wa_id, at, opt) \
+     SELECT phone, profile_name, wa_id, inbound_at, CASE WHEN opt = 1 THEN 1 ELSE 0 END, CASE WHEN opt = 1 THEN at END, at, at \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[]) \
+     AS v(phone, profile_name, wa_id, at, opt, inbound_at) \
      ON CONFLICT (phone) DO NOTHING";
 
 /// Merges an inbound message into its contact: profile kept unless given, latest inbound time,
 /// consent changed only by a keyword.
 pub(super) const PG_MERGE_CONTACTS: &str = "UPDATE contacts AS c SET profile_name = COALESCE(v.profile_name, c.profile_name), \
      wa_id = COALESCE(v.wa_id, c.wa_id), \
-     last_inbound_at = GREATEST(COALESCE(c.last_inbound_at, v.at), v.at), \
+     last_inbound_at = GREATEST(c.last_inbound_at, v.inbound_at), \
      opted_out = CASE WHEN v.opt = 1 THEN 1 WHEN v.opt = 2 THEN 0 ELSE c.opted_out END, \
      opted_out_at = CASE WHEN v.opt = 1 THEN v.at WHEN v.opt = 2 THEN NULL ELSE c.opted_out_at END, \
      updated_at = GREATEST(c.updated_at, v.at) \
-     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS v(phone, profile_name, wa_id, at, opt) \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[]) \
+     AS v(phone, profile_name, wa_id, at, opt, inbound_at) \
      WHERE c.phone = v.phone";
 
 pub(super) const PG_UPSERT_METRICS: &str = "INSERT INTO delivery_metrics (granularity, bucket_start, phone, total, sent, \

@@ -83,6 +83,8 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRecord> {
         media_urls: media.and_then(|text| serde_json::from_str(&text).ok()).unwrap_or_default(),
         content_sid: row.get("content_sid")?,
         content_variables: row.get("content_variables")?,
+        fallback_content_sid: row.get("fallback_content_sid")?,
+        fallback_content_variables: row.get("fallback_content_variables")?,
         error_message: row.get("error_message")?,
         priority: row.get("priority")?,
         attempts: row.get("attempts")?,
@@ -224,8 +226,9 @@ fn write(tx: &Transaction<'_>, plan: &Plan) -> Result<(), StoreError> {
             "INSERT INTO messages (id, message_sid, direction, from_addr, to_addr, body, media_urls, content_sid, \
              content_variables, status, error_code, error_message, priority, attempts, reference, metadata, next_attempt_at, \
              counted, callbacks_seen, created_at, queued_at, sent_at, delivered_at, read_at, failed_at, last_status_at, \
-             idempotency_key, validity_s, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-             ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
+             idempotency_key, validity_s, expires_at, fallback_content_sid, fallback_content_variables) VALUES (?1, ?2, ?3, ?4, \
+             ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, \
+             ?29, ?30, ?31)",
         )?
         .execute(params![
             m.id,
@@ -257,6 +260,8 @@ fn write(tx: &Transaction<'_>, plan: &Plan) -> Result<(), StoreError> {
             key,
             m.validity_s,
             m.expires_at,
+            m.fallback_content_sid,
+            m.fallback_content_variables,
         ])?;
     }
     for m in plan.updated_rows() {
@@ -265,7 +270,7 @@ fn write(tx: &Transaction<'_>, plan: &Plan) -> Result<(), StoreError> {
             "UPDATE messages SET message_sid = ?2, status = ?3, error_code = ?4, error_message = ?5, attempts = ?6, \
              next_attempt_at = ?7, lease_owner = ?8, lease_until = ?9, counted = ?10, callbacks_seen = ?11, queued_at = ?12, \
              sent_at = ?13, delivered_at = ?14, read_at = ?15, failed_at = ?16, last_status_at = ?17, attempt_base = ?18, \
-             expires_at = ?19 WHERE id = ?1",
+             expires_at = ?19, content_sid = ?20, content_variables = ?21 WHERE id = ?1",
         )?
         .execute(params![
             m.id,
@@ -287,6 +292,8 @@ fn write(tx: &Transaction<'_>, plan: &Plan) -> Result<(), StoreError> {
             l.last_status_at,
             m.attempt_base,
             m.expires_at,
+            m.content_sid,
+            m.content_variables,
         ])?;
     }
     for e in &changes.log {
@@ -338,15 +345,15 @@ fn write(tx: &Transaction<'_>, plan: &Plan) -> Result<(), StoreError> {
     for c in merged_contact_changes(&changes.contacts) {
         tx.prepare_cached(
             "INSERT INTO contacts (phone, profile_name, wa_id, last_inbound_at, opted_out, opted_out_at, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, CASE WHEN ?5 = 1 THEN 1 ELSE 0 END, CASE WHEN ?5 = 1 THEN ?4 END, ?4, ?4) \
+             VALUES (?1, ?2, ?3, ?6, CASE WHEN ?5 = 1 THEN 1 ELSE 0 END, CASE WHEN ?5 = 1 THEN ?4 END, ?4, ?4) \
              ON CONFLICT (phone) DO UPDATE SET profile_name = COALESCE(excluded.profile_name, contacts.profile_name), \
              wa_id = COALESCE(excluded.wa_id, contacts.wa_id), \
-             last_inbound_at = MAX(COALESCE(contacts.last_inbound_at, excluded.last_inbound_at), excluded.last_inbound_at), \
+             last_inbound_at = COALESCE(MAX(COALESCE(contacts.last_inbound_at, ?6), ?6), contacts.last_inbound_at), \
              opted_out = CASE WHEN ?5 = 1 THEN 1 WHEN ?5 = 2 THEN 0 ELSE contacts.opted_out END, \
              opted_out_at = CASE WHEN ?5 = 1 THEN ?4 WHEN ?5 = 2 THEN NULL ELSE contacts.opted_out_at END, \
              updated_at = MAX(contacts.updated_at, ?4)",
         )?
-        .execute(params![c.phone, c.profile_name, c.wa_id, c.at, opt_code(c.opt)])?;
+        .execute(params![c.phone, c.profile_name, c.wa_id, c.at, opt_code(c.opt), c.inbound_at])?;
     }
     write_rollups(tx, plan)
 }

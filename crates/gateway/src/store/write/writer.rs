@@ -366,8 +366,9 @@ mod tests {
             metadata: None,
             idempotency_key: None,
             validity_s: None,
+            fallback: None,
         };
-        Command::Insert { message, from: to, at: 0 }
+        Command::Insert { message, from: to, at: 0, window_check: false }
     }
 
     #[tokio::test]

@@ -95,6 +95,9 @@ impl TestApp {
             ("TWILIO_API_BASE_URL", emulator_url.clone()),
             // Tests poll the API while they wait; the rate-limit tests set their own limits.
             ("RATE_LIMIT_API_PER_MIN", "100000".to_owned()),
+            // Tests open the emulator's window (`open_window`), not the gateway's (an inbound
+            // message); the window tests turn the check on.
+            ("WHATSAPP_WINDOW_CHECK", "false".to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -239,6 +242,19 @@ impl TestApp {
     /// A store of its own on this app's database.
     pub async fn reopen_store(&self) -> Store {
         Store::connect(&self.database_url, &StoreOptions::default()).await.expect("the database is still there")
+    }
+
+    /// Runs `sql` on the test's database, outside the gateway (to age a row, say).
+    pub async fn execute_sql(&self, sql: &str) {
+        use sqlx::Connection as _;
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        if self.database_url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(&self.database_url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&self.database_url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        }
     }
 
     pub fn open_window(&self, phone: &str) {
