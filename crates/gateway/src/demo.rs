@@ -49,6 +49,7 @@ pub async fn run(target: DemoTarget) -> anyhow::Result<()> {
         idempotency_key: None,
         validity_s: None,
         fallback: None,
+        force: false,
     };
     target.gateway.send(message, SendMode::Queue).await?;
     println!("== demo: message {id} queued; following its status history:");

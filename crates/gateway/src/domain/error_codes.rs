@@ -37,6 +37,15 @@ pub const OUTSIDE_WINDOW: i64 = 63016;
 /// Twilio's "the recipient has unsubscribed" (it replied STOP): the contact is opted out.
 pub const UNSUBSCRIBED: i64 = 21610;
 
+/// Codes that say the number itself cannot receive: 63024 (invalid message recipient), 21211
+/// (invalid 'To' number), 21614 (not a mobile number). The recipient is suppressed.
+const SUPPRESSING: &[i64] = &[63024, 21211, 21614];
+
+/// Whether `code` suppresses the recipient: later sends to it are refused unless forced.
+pub fn suppresses(code: i64) -> bool {
+    SUPPRESSING.contains(&code)
+}
+
 /// The code the gateway records for a message it did not send within its validity period.
 pub const VALIDITY_EXPIRED: i64 = 30036;
 

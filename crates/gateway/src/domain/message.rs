@@ -78,11 +78,18 @@ pub fn window_open(last_inbound_at: Option<UnixMillis>, at: UnixMillis) -> bool 
 
 /// Why a contact's window is closed, in words: when it last wrote, or that it never did.
 pub fn outside_window(last_inbound_at: Option<UnixMillis>) -> String {
-    let format = time::format_description::well_known::Rfc3339;
-    match last_inbound_at.and_then(|ms| time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).ok()) {
-        Some(at) => format!("outside the 24-hour window (the contact last wrote at {})", at.format(&format).unwrap_or_default()),
+    match last_inbound_at {
+        Some(at) => format!("outside the 24-hour window (the contact last wrote at {})", rfc3339_seconds(at)),
         None => "outside the 24-hour window (the contact has never written)".to_owned(),
     }
+}
+
+/// A time as RFC 3339 to the second, for messages written to people.
+pub fn rfc3339_seconds(at: UnixMillis) -> String {
+    time::OffsetDateTime::from_unix_timestamp(at.div_euclid(1000))
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
 }
 
 /// The longest validity period Twilio takes (`ValidityPeriod`, seconds), and its default.
@@ -112,4 +119,6 @@ pub struct NewOutboundMessage {
     /// For free-form content: the template to send instead when the contact's 24-hour window
     /// is closed.
     pub fallback: Option<Fallback>,
+    /// Send even to a suppressed recipient (one whose number Twilio refused for good).
+    pub force: bool,
 }

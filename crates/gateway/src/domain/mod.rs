@@ -26,7 +26,9 @@ pub use granularity::Granularity;
 pub use health::PhoneHealth;
 pub use ids::{MessageId, MessageSid};
 pub use inbound::InboundMessage;
-pub use message::{Content, Direction, Fallback, MAX_VALIDITY_S, NewOutboundMessage, SERVICE_WINDOW_MS, outside_window, window_open};
+pub use message::{
+    Content, Direction, Fallback, MAX_VALIDITY_S, NewOutboundMessage, SERVICE_WINDOW_MS, outside_window, rfc3339_seconds, window_open,
+};
 pub use phone::PhoneNumber;
 pub use priority::Priority;
 pub use source::StatusSource;

@@ -69,7 +69,7 @@ fn send_request(document: &mut Value) {
     let derived = schemas["SendMessageRequest"].take();
     let property = |name: &str| derived["properties"][name].clone();
     let mut common = Map::new();
-    for name in ["priority", "send_at", "metadata", "mode", "validity_s"] {
+    for name in ["priority", "send_at", "metadata", "mode", "validity_s", "force"] {
         common.insert(name.to_owned(), property(name));
     }
     common.insert("to".to_owned(), phone_schema(property("to")));

@@ -191,7 +191,10 @@ async fn phone_performance(
     let perf = state.gateway.phone_performance(&phone).await?;
     Ok(Json(PhonePerformanceView {
         delivery_rate: percent(perf.success_count, perf.total_messages),
-        health: PhoneHealth::assess(perf.success_count, perf.failure_count),
+        // A number Twilio refused for good is failing whatever its history.
+        health: if perf.suppressed.is_some() { PhoneHealth::Failing } else { PhoneHealth::assess(perf.success_count, perf.failure_count) },
+        suppressed_code: perf.suppressed.map(|(code, _)| code),
+        suppressed_at: perf.suppressed.map(|(_, at)| rfc3339(at)),
         phone: perf.phone.as_e164().to_owned(),
         total_messages: perf.total_messages,
         delivered: perf.success_count,

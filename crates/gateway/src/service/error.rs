@@ -75,6 +75,15 @@ impl From<StoreError> for GatewayError {
         }
         match e {
             StoreError::Conflict { ref constraint, .. } => Self::Conflict { what: format!("already stored ({constraint})"), source: e },
+            StoreError::Suppressed { code, since } => Self::Refused {
+                field: "to",
+                reason: format!(
+                    "is suppressed: Twilio refused this number with {code} ({}) at {}; it stays suppressed until the \
+                     contact writes, or send with `\"force\": true` to try it anyway",
+                    crate::domain::error_codes::describe(code),
+                    crate::domain::rfc3339_seconds(since)
+                ),
+            },
             StoreError::OutsideWindow { last_inbound_at } => Self::Refused {
                 field: "to",
                 reason: format!(

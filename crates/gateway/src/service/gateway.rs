@@ -252,11 +252,15 @@ impl Gateway {
 
     /// A recipient's performance.
     pub async fn phone_performance(&self, phone: &PhoneNumber) -> Result<PhonePerformance, GatewayError> {
-        self.inner
+        let mut performance = self
+            .inner
             .store
             .phone_performance(phone)
             .await?
-            .ok_or_else(|| GatewayError::NotFound(format!("no message has been sent to {phone}")))
+            .ok_or_else(|| GatewayError::NotFound(format!("no message has been sent to {phone}")))?;
+        let contact = self.inner.store.contact(phone).await?;
+        performance.suppressed = contact.and_then(|c| c.suppressed_code.zip(c.suppressed_at));
+        Ok(performance)
     }
 
     /// The sendable backlog right now.

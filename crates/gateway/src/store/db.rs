@@ -93,6 +93,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "dead letter", include_str!("../../migrations/sqlite/0005_dead_letter.sql")),
     (6, "validity", include_str!("../../migrations/sqlite/0006_validity.sql")),
     (7, "fallback", include_str!("../../migrations/sqlite/0007_fallback.sql")),
+    (8, "suppression", include_str!("../../migrations/sqlite/0008_suppression.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -102,6 +103,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "dead letter", include_str!("../../migrations/postgres/0005_dead_letter.sql")),
     (6, "validity", include_str!("../../migrations/postgres/0006_validity.sql")),
     (7, "fallback", include_str!("../../migrations/postgres/0007_fallback.sql")),
+    (8, "suppression", include_str!("../../migrations/postgres/0008_suppression.sql")),
 ];
 
 impl Store {

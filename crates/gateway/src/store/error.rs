@@ -37,6 +37,15 @@ pub enum StoreError {
         /// When the contact last wrote, if ever.
         last_inbound_at: Option<crate::domain::UnixMillis>,
     },
+    /// The recipient is suppressed (Twilio refused its number for good) and the message is not
+    /// forced: nothing was stored.
+    #[error("the recipient is suppressed since Twilio refused it with {code}")]
+    Suppressed {
+        /// The Twilio error.
+        code: i64,
+        /// When.
+        since: crate::domain::UnixMillis,
+    },
     /// The writer has stopped: the store is shutting down.
     #[error("the store is shutting down")]
     Closed,

@@ -42,6 +42,7 @@ impl Store {
         match self.submit(Command::Insert { message, from, at, window_check: self.window_check() }).await? {
             Reply::Inserted(record, created) => Ok((*record, created)),
             Reply::OutsideWindow { last_inbound_at } => Err(StoreError::OutsideWindow { last_inbound_at }),
+            Reply::Suppressed { code, since } => Err(StoreError::Suppressed { code, since }),
             other => Err(unexpected(&other)),
         }
     }

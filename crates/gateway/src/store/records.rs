@@ -212,6 +212,10 @@ pub struct Contact {
     /// Whether they asked us to stop.
     #[sqlx(try_from = "i64")]
     pub opted_out: Flag,
+    /// The Twilio error that suppressed the number (63024, 21211, 21614), while it is.
+    pub suppressed_code: Option<i64>,
+    /// When it was suppressed.
+    pub suppressed_at: Option<UnixMillis>,
 }
 
 /// A status callback that arrived before its message's SID was recorded.
@@ -294,6 +298,9 @@ pub struct PhonePerformance {
     /// The 5 latest errors, newest first.
     #[sqlx(skip)]
     pub recent_errors: Vec<PhoneErrorRecord>,
+    /// The Twilio error that suppressed the number, and when, while it is suppressed.
+    #[sqlx(skip)]
+    pub suppressed: Option<(i64, UnixMillis)>,
 }
 
 /// One failed message in a phone's history.

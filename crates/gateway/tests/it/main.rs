@@ -21,6 +21,7 @@ mod lifecycle;
 mod limits;
 mod metrics;
 mod openapi;
+mod policy;
 mod redis_cluster;
 mod redis_queue;
 mod secrets;

@@ -223,6 +223,7 @@ async fn the_document_is_served_without_auth_and_lists_every_route() {
         "metadata",
         "mode",
         "validity_s",
+        "force",
         "fallback",
     ];
     assert_eq!(names, expected.iter().map(|n| (*n).to_owned()).collect());

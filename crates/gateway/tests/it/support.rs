@@ -20,6 +20,7 @@ pub fn outbound(to: &str) -> NewOutboundMessage {
         idempotency_key: None,
         validity_s: None,
         fallback: None,
+        force: false,
     }
 }
 

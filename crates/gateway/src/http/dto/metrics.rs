@@ -101,8 +101,16 @@ pub struct PhonePerformanceView {
     pub failed: i64,
     /// Percent of `total_messages` delivered (0 … 100, two decimals).
     pub delivery_rate: f64,
-    /// `healthy`, `degraded` (over 10% failures) or `failing` (over 50%).
+    /// `healthy`, `degraded` (over 10% failures) or `failing` (over 50%, or suppressed).
     pub health: PhoneHealth,
+    /// While the number is suppressed: the Twilio error that suppressed it (63024, 21211,
+    /// 21614). Sends to it are refused unless forced, until the contact writes.
+    #[serde(default)]
+    pub suppressed_code: Option<i64>,
+    /// When it was suppressed, RFC 3339.
+    #[serde(default)]
+    #[schema(format = DateTime)]
+    pub suppressed_at: Option<String>,
     /// When the latest message to it was created, RFC 3339.
     #[schema(format = DateTime)]
     pub last_message_at: Option<String>,

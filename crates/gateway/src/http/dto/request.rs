@@ -71,6 +71,11 @@ pub struct SendMessageRequest {
     /// message is refused with a 422 (unless the gateway runs with `WHATSAPP_WINDOW_CHECK=false`).
     #[serde(default)]
     pub fallback: Option<FallbackTemplate>,
+    /// Send even if the recipient is suppressed (Twilio refused its number for good with 63024,
+    /// 21211 or 21614): without it, such a send is refused with a 422. Default false.
+    #[serde(default)]
+    #[schema(default = false)]
+    pub force: Option<bool>,
 }
 
 /// A template to send when free-form content cannot be (the 24-hour window is closed).
@@ -259,6 +264,7 @@ impl SendMessageRequest {
                     idempotency_key: None,
                     validity_s,
                     fallback,
+                    force: self.force.unwrap_or(false),
                 },
                 mode,
             )),

@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::batch::{ContactChange, merge_contact};
 use super::command::{ApplyOutcome, Finish, OperatorOutcome};
 use super::plan::{Plan, millis};
-use crate::domain::error_codes::{UNSUBSCRIBED, VALIDITY_EXPIRED, describe};
+use crate::domain::error_codes::{UNSUBSCRIBED, VALIDITY_EXPIRED, describe, suppresses};
 use crate::domain::{
     AttemptOutcome, AttemptResult, MessageId, MessageSid, MessageStatus, OptChange, StatusEvent, StatusSource, UnixMillis,
 };
@@ -58,8 +58,10 @@ impl Plan {
                 if let Some(attempt) = attempt {
                     self.finish_attempt(id, *attempt, outcome, result, None, at);
                 }
-                if result.error_code == Some(UNSUBSCRIBED) {
-                    self.opt_out_recipient(id, at);
+                match result.error_code {
+                    Some(UNSUBSCRIBED) => self.change_recipient(id, at, OptChange::OptOut, None),
+                    Some(code) if suppresses(code) => self.change_recipient(id, at, OptChange::None, Some(code)),
+                    _ => {}
                 }
                 self.fail(id, result, *status, detail.clone(), at)
             }
@@ -128,11 +130,13 @@ impl Plan {
         Ok(applied)
     }
 
-    /// Twilio refused a send because the recipient unsubscribed (21610): the contact is opted
-    /// out, as its STOP would have made it, so nothing more is sent to it until it writes START.
-    fn opt_out_recipient(&mut self, id: MessageId, at: UnixMillis) {
+    /// What Twilio's refusal of a send says about its recipient: unsubscribed (21610) opts the
+    /// contact out, as its STOP would have, until it writes START; a number that cannot receive
+    /// (63024, 21211, 21614) is suppressed, until it writes or a send is forced. From a refused
+    /// create or from a callback's error code.
+    pub(super) fn change_recipient(&mut self, id: MessageId, at: UnixMillis, opt: OptChange, suppress: Option<i64>) {
         let phone = self.messages[&id].to.clone();
-        let change = ContactChange { phone: phone.clone(), profile_name: None, wa_id: None, at, inbound_at: None, opt: OptChange::OptOut };
+        let change = ContactChange { phone: phone.clone(), profile_name: None, wa_id: None, at, inbound_at: None, opt, suppress };
         let contact = merge_contact(self.contacts.get(&phone).cloned(), &change);
         self.contacts.insert(phone, contact);
         self.changes.contacts.push(change);

@@ -42,7 +42,8 @@ impl Keys {
             match command {
                 Command::Insert { message, window_check, .. } => {
                     keys.idempotency.extend(message.idempotency_key.clone());
-                    if *window_check && matches!(message.content, Content::FreeForm { .. }) {
+                    // For its suppression, and its 24-hour window.
+                    if !message.force || (*window_check && matches!(message.content, Content::FreeForm { .. })) {
                         keys.phones.insert(message.to.clone());
                     }
                 }
@@ -119,6 +120,8 @@ pub(crate) struct ContactChange {
     /// reports is not one: it opens no 24-hour window).
     pub inbound_at: Option<UnixMillis>,
     pub opt: OptChange,
+    /// Suppress the number with this Twilio error (a message from the contact lifts it).
+    pub suppress: Option<i64>,
 }
 
 /// One status-log row to insert.
@@ -153,7 +156,15 @@ pub(crate) struct Changes {
 }
 
 pub(crate) fn blank_contact(phone: &PhoneNumber) -> Contact {
-    Contact { phone: phone.clone(), profile_name: None, wa_id: None, last_inbound_at: None, opted_out: Flag(false) }
+    Contact {
+        phone: phone.clone(),
+        profile_name: None,
+        wa_id: None,
+        last_inbound_at: None,
+        opted_out: Flag(false),
+        suppressed_code: None,
+        suppressed_at: None,
+    }
 }
 
 /// The contact after `change`, as the database's merge computes it.
@@ -165,6 +176,18 @@ pub(crate) fn merge_contact(previous: Option<Contact>, change: &ContactChange) -
         wa_id: change.wa_id.clone().or(previous.wa_id),
         last_inbound_at: previous.last_inbound_at.max(change.inbound_at),
         opted_out: Flag(change.opt.apply(previous.opted_out.0)),
+        suppressed_code: suppression(change, previous.suppressed_code, change.suppress),
+        suppressed_at: suppression(change, previous.suppressed_at, change.at),
+    }
+}
+
+/// A suppression after `change`: set by a suppressing error, lifted by a message from the
+/// contact, otherwise kept.
+fn suppression<T>(change: &ContactChange, previous: Option<T>, set: impl Into<Option<T>>) -> Option<T> {
+    match change.suppress {
+        Some(_) => set.into(),
+        None if change.inbound_at.is_some() => None,
+        None => previous,
     }
 }
 
@@ -181,6 +204,12 @@ pub(crate) fn merged_contact_changes(changes: &[ContactChange]) -> Vec<ContactCh
                 if change.opt != OptChange::None {
                     earlier.opt = change.opt;
                 }
+                // The later of a suppression and a message from the contact wins.
+                if change.suppress.is_some() {
+                    earlier.suppress = change.suppress;
+                } else if change.inbound_at.is_some() {
+                    earlier.suppress = None;
+                }
             }
             None => {
                 merged.insert(&change.phone, change.clone());
@@ -196,5 +225,40 @@ pub(crate) fn opt_code(opt: OptChange) -> i64 {
         OptChange::None => 0,
         OptChange::OptOut => 1,
         OptChange::OptIn => 2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(at: UnixMillis, inbound: bool, suppress: Option<i64>) -> ContactChange {
+        ContactChange {
+            phone: PhoneNumber::parse("+14155550100").unwrap(),
+            profile_name: None,
+            wa_id: None,
+            at,
+            inbound_at: inbound.then_some(at),
+            opt: OptChange::None,
+            suppress,
+        }
+    }
+
+    #[test]
+    fn the_later_of_a_suppression_and_a_message_from_the_contact_wins() {
+        let merged = merged_contact_changes(&[change(1, true, None), change(2, false, Some(21211))]);
+        assert_eq!((merged[0].suppress, merged[0].inbound_at), (Some(21211), Some(1)));
+        let merged = merged_contact_changes(&[change(1, false, Some(21211)), change(2, true, None)]);
+        assert_eq!((merged[0].suppress, merged[0].inbound_at), (None, Some(2)));
+    }
+
+    #[test]
+    fn a_suppression_is_set_by_its_error_lifted_by_a_message_and_otherwise_kept() {
+        let suppressed = merge_contact(None, &change(5, false, Some(63024)));
+        assert_eq!((suppressed.suppressed_code, suppressed.suppressed_at, suppressed.last_inbound_at), (Some(63024), Some(5), None));
+        let kept = merge_contact(Some(suppressed.clone()), &ContactChange { opt: OptChange::OptOut, ..change(6, false, None) });
+        assert_eq!((kept.suppressed_code, kept.suppressed_at), (Some(63024), Some(5)));
+        let lifted = merge_contact(Some(suppressed), &change(7, true, None));
+        assert_eq!((lifted.suppressed_code, lifted.suppressed_at, lifted.last_inbound_at), (None, None, Some(7)));
     }
 }

@@ -191,6 +191,14 @@ pub enum Reply {
         /// When the contact last wrote, if ever.
         last_inbound_at: Option<UnixMillis>,
     },
+    /// [`Command::Insert`] refused: Twilio refused the recipient's number for good with `code`
+    /// at `since`, and the message is not forced.
+    Suppressed {
+        /// The Twilio error.
+        code: i64,
+        /// When.
+        since: UnixMillis,
+    },
     /// [`Command::Claim`]: one entry per message looked at.
     Claimed(Vec<ClaimResult>),
     /// [`Command::BeginAttempt`]: the attempt's number, or `None` when the lease was lost.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::batch::{Changes, ContactChange, Loaded, LogRow, blank_contact, merge_contact};
 use super::command::{ApplyOutcome, Claim, ClaimResult, Command, InboundOutcome, Pick, Reply, StatusReport};
-use crate::domain::error_codes::{OUTSIDE_WINDOW, UNSUBSCRIBED, describe};
+use crate::domain::error_codes::{OUTSIDE_WINDOW, UNSUBSCRIBED, describe, suppresses};
 use crate::domain::rollup::{Counted, transition};
 use crate::domain::{
     AttemptResult, Content, Direction, InboundMessage, Lifecycle, MAX_VALIDITY_S, MessageId, MessageSid, MessageStatus, NewOutboundMessage,
@@ -76,6 +76,12 @@ impl Plan {
                 (None, Vec::new(), Some(content_sid.clone()), content_variables.clone())
             }
         };
+        // Twilio refused this number for good before: nothing more goes to it unless forced.
+        if let Some(contact) = self.contacts.get(&message.to).filter(|_| !message.force)
+            && let (Some(code), Some(since)) = (contact.suppressed_code, contact.suppressed_at)
+        {
+            return Reply::Suppressed { code, since };
+        }
         // Free-form content reaches only a contact who wrote in the last 24 hours: otherwise its
         // fallback template goes instead (the text is kept with it), or the message is refused.
         let mut detail = None;
@@ -237,7 +243,15 @@ impl Plan {
             return None;
         }
         self.touch(id)?.callbacks_seen |= bit;
-        Some(self.apply_event(id, event, StatusSource::Callback, detail, error_message))
+        let outcome = self.apply_event(id, event, StatusSource::Callback, detail, error_message);
+        if matches!(outcome, ApplyOutcome::Applied { current: MessageStatus::Failed | MessageStatus::Undelivered, .. }) {
+            match event.error_code {
+                Some(UNSUBSCRIBED) => self.change_recipient(id, event.at, OptChange::OptOut, None),
+                Some(code) if suppresses(code) => self.change_recipient(id, event.at, OptChange::None, Some(code)),
+                _ => {}
+            }
+        }
+        Some(outcome)
     }
 
     fn keep_unmatched(&mut self, report: &StatusReport) -> ApplyOutcome {
@@ -302,6 +316,7 @@ impl Plan {
             at,
             inbound_at: Some(at),
             opt,
+            suppress: None,
         };
         let contact = merge_contact(previous, &change);
         self.contacts.insert(message.from.clone(), contact.clone());

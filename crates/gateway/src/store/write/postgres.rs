@@ -312,6 +312,7 @@ async fn write_contacts(conn: &mut PgConnection, plan: &Plan) -> Result<(), Stor
             .bind(contacts.iter().map(|c| c.at).collect::<Vec<_>>())
             .bind(contacts.iter().map(|c| super::batch::opt_code(c.opt)).collect::<Vec<_>>())
             .bind(contacts.iter().map(|c| c.inbound_at).collect::<Vec<_>>())
+            .bind(contacts.iter().map(|c| c.suppress).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
     }

@@ -39,24 +39,29 @@ pub(super) const PG_INSERT_UNMATCHED: &str = "INSERT INTO unmatched_callbacks (m
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[]) ON CONFLICT (message_sid, status) DO NOTHING";
 
 /// New contacts (existing ones are left to [`PG_MERGE_CONTACTS`]). `$5` is the consent keyword:
-/// 0 none, 1 STOP, 2 START; `$6` the inbound message's time (NULL for an opt-out Twilio reported).
+/// 0 none, 1 STOP, 2 START; `$6` the inbound message's time (NULL for an opt-out Twilio reported);
+/// `$7` the Twilio error that suppresses the number (NULL: none).
 pub(super) const PG_INSERT_CONTACTS: &str = "INSERT INTO contacts (phone, profile_name, wa_id, last_inbound_at, opted_out, \
-     opted_out_at, created_at, updated_at) \
-     SELECT phone, profile_name, wa_id, inbound_at, CASE WHEN opt = 1 THEN 1 ELSE 0 END, CASE WHEN opt = 1 THEN at END, at, at \
-     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[]) \
-     AS v(phone, profile_name, wa_id, at, opt, inbound_at) \
+     opted_out_at, created_at, updated_at, suppressed_code, suppressed_at) \
+     SELECT phone, profile_name, wa_id, inbound_at, CASE WHEN opt = 1 THEN 1 ELSE 0 END, CASE WHEN opt = 1 THEN at END, at, at, \
+     suppress, CASE WHEN suppress IS NOT NULL THEN at END \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[]) \
+     AS v(phone, profile_name, wa_id, at, opt, inbound_at, suppress) \
      ON CONFLICT (phone) DO NOTHING";
 
 /// Merges an inbound message into its contact: profile kept unless given, latest inbound time,
-/// consent changed only by a keyword.
+/// consent changed only by a keyword; a suppression set by its error, lifted by an inbound message.
 pub(super) const PG_MERGE_CONTACTS: &str = "UPDATE contacts AS c SET profile_name = COALESCE(v.profile_name, c.profile_name), \
      wa_id = COALESCE(v.wa_id, c.wa_id), \
      last_inbound_at = GREATEST(c.last_inbound_at, v.inbound_at), \
      opted_out = CASE WHEN v.opt = 1 THEN 1 WHEN v.opt = 2 THEN 0 ELSE c.opted_out END, \
      opted_out_at = CASE WHEN v.opt = 1 THEN v.at WHEN v.opt = 2 THEN NULL ELSE c.opted_out_at END, \
-     updated_at = GREATEST(c.updated_at, v.at) \
-     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[]) \
-     AS v(phone, profile_name, wa_id, at, opt, inbound_at) \
+     updated_at = GREATEST(c.updated_at, v.at), \
+     suppressed_code = CASE WHEN v.suppress IS NOT NULL THEN v.suppress WHEN v.inbound_at IS NOT NULL THEN NULL \
+     ELSE c.suppressed_code END, \
+     suppressed_at = CASE WHEN v.suppress IS NOT NULL THEN v.at WHEN v.inbound_at IS NOT NULL THEN NULL ELSE c.suppressed_at END \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[]) \
+     AS v(phone, profile_name, wa_id, at, opt, inbound_at, suppress) \
      WHERE c.phone = v.phone";
 
 pub(super) const PG_UPSERT_METRICS: &str = "INSERT INTO delivery_metrics (granularity, bucket_start, phone, total, sent, \

@@ -188,6 +188,8 @@ fn load(tx: &Transaction<'_>, keys: Keys) -> Result<Loaded, StoreError> {
                     wa_id: row.get("wa_id")?,
                     last_inbound_at: row.get("last_inbound_at")?,
                     opted_out: Flag(row.get::<_, i64>("opted_out")? != 0),
+                    suppressed_code: row.get("suppressed_code")?,
+                    suppressed_at: row.get("suppressed_at")?,
                 })
             })
             .optional()?;
@@ -344,16 +346,20 @@ fn write(tx: &Transaction<'_>, plan: &Plan) -> Result<(), StoreError> {
     }
     for c in merged_contact_changes(&changes.contacts) {
         tx.prepare_cached(
-            "INSERT INTO contacts (phone, profile_name, wa_id, last_inbound_at, opted_out, opted_out_at, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?6, CASE WHEN ?5 = 1 THEN 1 ELSE 0 END, CASE WHEN ?5 = 1 THEN ?4 END, ?4, ?4) \
+            "INSERT INTO contacts (phone, profile_name, wa_id, last_inbound_at, opted_out, opted_out_at, created_at, updated_at, \
+             suppressed_code, suppressed_at) \
+             VALUES (?1, ?2, ?3, ?6, CASE WHEN ?5 = 1 THEN 1 ELSE 0 END, CASE WHEN ?5 = 1 THEN ?4 END, ?4, ?4, ?7, \
+             CASE WHEN ?7 IS NOT NULL THEN ?4 END) \
              ON CONFLICT (phone) DO UPDATE SET profile_name = COALESCE(excluded.profile_name, contacts.profile_name), \
              wa_id = COALESCE(excluded.wa_id, contacts.wa_id), \
              last_inbound_at = COALESCE(MAX(COALESCE(contacts.last_inbound_at, ?6), ?6), contacts.last_inbound_at), \
              opted_out = CASE WHEN ?5 = 1 THEN 1 WHEN ?5 = 2 THEN 0 ELSE contacts.opted_out END, \
              opted_out_at = CASE WHEN ?5 = 1 THEN ?4 WHEN ?5 = 2 THEN NULL ELSE contacts.opted_out_at END, \
-             updated_at = MAX(contacts.updated_at, ?4)",
+             updated_at = MAX(contacts.updated_at, ?4), \
+             suppressed_code = CASE WHEN ?7 IS NOT NULL THEN ?7 WHEN ?6 IS NOT NULL THEN NULL ELSE contacts.suppressed_code END, \
+             suppressed_at = CASE WHEN ?7 IS NOT NULL THEN ?4 WHEN ?6 IS NOT NULL THEN NULL ELSE contacts.suppressed_at END",
         )?
-        .execute(params![c.phone, c.profile_name, c.wa_id, c.at, opt_code(c.opt), c.inbound_at])?;
+        .execute(params![c.phone, c.profile_name, c.wa_id, c.at, opt_code(c.opt), c.inbound_at, c.suppress])?;
     }
     write_rollups(tx, plan)
 }

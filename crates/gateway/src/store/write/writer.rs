@@ -367,6 +367,7 @@ mod tests {
             idempotency_key: None,
             validity_s: None,
             fallback: None,
+            force: false,
         };
         Command::Insert { message, from: to, at: 0, window_check: false }
     }
