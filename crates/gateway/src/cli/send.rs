@@ -47,6 +47,16 @@ pub struct SendArgs {
     /// `expired`.
     #[arg(long, value_name = "SECONDS")]
     validity_s: Option<i64>,
+    /// The template (`HX…`) to send instead of `--body` / `--media-url` if the recipient has
+    /// not written in the last 24 hours (without one, such a send is refused).
+    #[arg(long, value_name = "HX…")]
+    fallback_content_sid: Option<String>,
+    /// A variable of the fallback template (repeat for several): `--fallback-var 1=Ada`.
+    #[arg(long = "fallback-var", value_name = "KEY=VALUE", value_parser = parse_var, requires = "fallback_content_sid")]
+    fallback_vars: Vec<(String, String)>,
+    /// Send even if the recipient is suppressed (Twilio refused its number for good before).
+    #[arg(long)]
+    force: bool,
     /// Send to Twilio within the call (answered 201) instead of queueing (202).
     #[arg(long)]
     immediate: bool,
@@ -65,7 +75,17 @@ fn parse_json(text: &str) -> Result<Value, String> {
 
 impl SendArgs {
     fn request(&self) -> SendRequest {
-        let variables: Map<String, Value> = self.vars.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+        let object =
+            |vars: &[(String, String)]| -> Map<String, Value> { vars.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect() };
+        let variables = object(&self.vars);
+        let fallback = self.fallback_content_sid.as_ref().map(|sid| {
+            let mut fallback = Map::new();
+            fallback.insert("content_sid".to_owned(), Value::String(sid.clone()));
+            if !self.fallback_vars.is_empty() {
+                fallback.insert("content_variables".to_owned(), Value::Object(object(&self.fallback_vars)));
+            }
+            Value::Object(fallback)
+        });
         SendRequest {
             to: Some(self.to.clone()),
             body: self.body.clone(),
@@ -78,6 +98,8 @@ impl SendArgs {
             metadata: self.metadata.clone(),
             mode: self.immediate.then(|| "immediate".to_owned()),
             validity_s: self.validity_s,
+            fallback,
+            force: self.force.then_some(true),
         }
     }
 }

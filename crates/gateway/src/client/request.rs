@@ -43,6 +43,13 @@ pub struct SendRequest {
     /// Seconds it may wait to be sent once due (1 … 36000).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub validity_s: Option<i64>,
+    /// The template to send instead of free-form content outside the 24-hour window:
+    /// `{"content_sid": "HX…", "content_variables": {…}}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Value>,
+    /// Send even to a suppressed recipient.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub force: Option<bool>,
 }
 
 /// Which message a delivery-status lookup is about.

@@ -276,3 +276,34 @@ async fn cancel_withdraws_a_scheduled_message_and_reports_the_one_it_could_not()
     assert_eq!(app.delivery_status(id).await.message.status, MessageStatus::Canceled);
     app.finish().await;
 }
+
+#[tokio::test]
+async fn send_with_a_fallback_template_outside_the_window_and_force_to_a_suppressed_number() {
+    let app = crate::helpers::TestApp::spawn_with(crate::helpers::TestOptions {
+        vars: vec![("WHATSAPP_WINDOW_CHECK", "true".into())],
+        ..Default::default()
+    })
+    .await;
+    let dir = TempDir::new();
+    let template = format!("HX{}", "c".repeat(32));
+    // The contact never wrote: refused without a fallback, sent as the fallback with one.
+    let refused = run_cli(&app, &dir.0, &["send", "--to", "+14155550175", "--body", "hi"]).await;
+    assert_ne!(refused.code, 0, "{refused:#?}");
+    assert!(refused.stderr.contains("outside the 24-hour window"), "{}", refused.stderr);
+    let args = ["send", "--json", "--to", "+14155550175", "--body", "hi", "--fallback-content-sid", &template, "--fallback-var", "1=Ada"];
+    let sent: MessageResource = serde_json::from_str(ok(&run_cli(&app, &dir.0, &args).await)).unwrap();
+    assert_eq!((sent.content_sid.as_deref(), sent.fallback_content_sid.as_deref()), (Some(template.as_str()), Some(template.as_str())));
+
+    // A number Twilio refused for good is refused, unless forced.
+    let phone = "+14155550176";
+    let error = twilio_emulator::RestError { status: 400, code: 21211, message: String::new() };
+    app.emulator.set_behaviour(phone, twilio_emulator::Behaviour { rest_error: Some(error), ..Default::default() });
+    let first = ok(&run_cli(&app, &dir.0, &["send", "--to", phone, "--content-sid", &template]).await).to_owned();
+    app.wait_for_status(first.split(' ').next().unwrap(), MessageStatus::Failed).await;
+    let refused = run_cli(&app, &dir.0, &["send", "--to", phone, "--content-sid", &template]).await;
+    assert_ne!(refused.code, 0);
+    assert!(refused.stderr.contains("is suppressed"), "{}", refused.stderr);
+    let forced = ok(&run_cli(&app, &dir.0, &["send", "--to", phone, "--content-sid", &template, "--force"]).await).to_owned();
+    assert!(forced.trim_end().ends_with("pending"), "{forced}");
+    app.finish().await;
+}
