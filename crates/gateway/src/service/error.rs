@@ -75,23 +75,8 @@ impl From<StoreError> for GatewayError {
         }
         match e {
             StoreError::Conflict { ref constraint, .. } => Self::Conflict { what: format!("already stored ({constraint})"), source: e },
-            StoreError::Suppressed { code, since } => Self::Refused {
-                field: "to",
-                reason: format!(
-                    "is suppressed: Twilio refused this number with {code} ({}) at {}; it stays suppressed until the \
-                     contact writes, or send with `\"force\": true` to try it anyway",
-                    crate::domain::error_codes::describe(code),
-                    crate::domain::rfc3339_seconds(since)
-                ),
-            },
-            StoreError::OutsideWindow { last_inbound_at } => Self::Refused {
-                field: "to",
-                reason: format!(
-                    "{}: free-form content would not be delivered; send an approved template (`content_sid`), or give a \
-                     `fallback` template to send instead",
-                    crate::domain::outside_window(last_inbound_at)
-                ),
-            },
+            // Both refusals are about the recipient's number.
+            StoreError::Refused(refusal) => Self::Refused { field: "to", reason: refusal.to_string() },
             other => Self::Internal(Box::new(other)),
         }
     }

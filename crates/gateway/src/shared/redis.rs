@@ -6,6 +6,7 @@
 //! scripts read the clock with Redis `TIME`, so every instance uses the same clock.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::Script;
@@ -107,7 +108,8 @@ return 0
 pub struct RedisState {
     conn: RedisConnection,
     prefix: String,
-    scripts: Scripts,
+    /// Shared: a take clones the state onto the task that calls Redis for its group.
+    scripts: Arc<Scripts>,
     groups: Groups,
 }
 
@@ -139,7 +141,7 @@ impl RedisState {
             reserve: Script::new(RESERVE),
             hold: Script::new(HOLD),
         };
-        Ok(Self { conn, prefix: prefix.to_owned(), scripts, groups: Groups::default() })
+        Ok(Self { conn, prefix: prefix.to_owned(), scripts: Arc::new(scripts), groups: Groups::default() })
     }
 
     fn key(&self, kind: &str, key: &str) -> String {

@@ -30,22 +30,9 @@ pub enum StoreError {
     /// A row held a value the code cannot read (a bug or a hand-edited database).
     #[error("corrupt row: {0}")]
     Corrupt(String),
-    /// Free-form content for a contact outside its 24-hour window, without a fallback template:
-    /// nothing was stored.
-    #[error("{}", crate::domain::outside_window(*last_inbound_at))]
-    OutsideWindow {
-        /// When the contact last wrote, if ever.
-        last_inbound_at: Option<crate::domain::UnixMillis>,
-    },
-    /// The recipient is suppressed (Twilio refused its number for good) and the message is not
-    /// forced: nothing was stored.
-    #[error("the recipient is suppressed since Twilio refused it with {code}")]
-    Suppressed {
-        /// The Twilio error.
-        code: i64,
-        /// When.
-        since: crate::domain::UnixMillis,
-    },
+    /// A new message its recipient's row says cannot be sent as asked: nothing was stored.
+    #[error(transparent)]
+    Refused(super::write::command::Refusal),
     /// The writer has stopped: the store is shutting down.
     #[error("the store is shutting down")]
     Closed,

@@ -32,7 +32,8 @@ impl Store {
     /// idempotency key already used in the last 24 hours, nothing is stored and the earlier
     /// message is returned with `false`; an older use of the key is released. With the window
     /// check on, free-form content for a contact who has not written in the last 24 hours is
-    /// stored as its fallback template, or refused ([`StoreError::OutsideWindow`]).
+    /// stored as its fallback template, or refused; so is a message to a suppressed recipient
+    /// unless forced ([`StoreError::Refused`]).
     pub async fn insert_outbound(
         &self,
         message: NewOutboundMessage,
@@ -41,8 +42,7 @@ impl Store {
     ) -> Result<(MessageRecord, bool), StoreError> {
         match self.submit(Command::Insert { message, from, at, window_check: self.window_check() }).await? {
             Reply::Inserted(record, created) => Ok((*record, created)),
-            Reply::OutsideWindow { last_inbound_at } => Err(StoreError::OutsideWindow { last_inbound_at }),
-            Reply::Suppressed { code, since } => Err(StoreError::Suppressed { code, since }),
+            Reply::Refused(refusal) => Err(StoreError::Refused(refusal)),
             other => Err(unexpected(&other)),
         }
     }

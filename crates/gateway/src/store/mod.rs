@@ -19,4 +19,4 @@ pub use db::{Backend, Store, StoreOptions};
 pub use error::StoreError;
 pub use messages::ListFilter;
 pub use records::{AttemptRecord, Contact, MessageRecord, MetricsBucket, PhoneErrorRecord, PhonePerformance, StatusLogEntry};
-pub use write::command::{ApplyOutcome, Claim, ClaimResult, InboundOutcome, OperatorOutcome, StatusReport};
+pub use write::command::{ApplyOutcome, Claim, ClaimResult, InboundOutcome, OperatorOutcome, Refusal, StatusReport};

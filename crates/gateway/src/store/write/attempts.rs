@@ -58,11 +58,7 @@ impl Plan {
                 if let Some(attempt) = attempt {
                     self.finish_attempt(id, *attempt, outcome, result, None, at);
                 }
-                match result.error_code {
-                    Some(UNSUBSCRIBED) => self.change_recipient(id, at, OptChange::OptOut, None),
-                    Some(code) if suppresses(code) => self.change_recipient(id, at, OptChange::None, Some(code)),
-                    _ => {}
-                }
+                self.recipient_refused(id, result.error_code, at);
                 self.fail(id, result, *status, detail.clone(), at)
             }
             Finish::Fail { attempt, result, .. } => {
@@ -130,11 +126,16 @@ impl Plan {
         Ok(applied)
     }
 
-    /// What Twilio's refusal of a send says about its recipient: unsubscribed (21610) opts the
-    /// contact out, as its STOP would have, until it writes START; a number that cannot receive
-    /// (63024, 21211, 21614) is suppressed, until it writes or a send is forced. From a refused
-    /// create or from a callback's error code.
-    pub(super) fn change_recipient(&mut self, id: MessageId, at: UnixMillis, opt: OptChange, suppress: Option<i64>) {
+    /// What the error that ended message `id` (a refused create, or a callback's code) says about
+    /// its recipient: unsubscribed (21610) opts the contact out, as its STOP would have, until it
+    /// writes START; a number that cannot receive (63024, 21211, 21614) is suppressed, until it
+    /// writes or a send is forced.
+    pub(super) fn recipient_refused(&mut self, id: MessageId, code: Option<i64>, at: UnixMillis) {
+        let (opt, suppress) = match code {
+            Some(UNSUBSCRIBED) => (OptChange::OptOut, None),
+            Some(code) if suppresses(code) => (OptChange::None, Some(code)),
+            _ => return,
+        };
         let phone = self.messages[&id].to.clone();
         let change = ContactChange { phone: phone.clone(), profile_name: None, wa_id: None, at, inbound_at: None, opt, suppress };
         let contact = merge_contact(self.contacts.get(&phone).cloned(), &change);

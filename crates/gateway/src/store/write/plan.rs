@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::batch::{Changes, ContactChange, Loaded, LogRow, blank_contact, merge_contact};
-use super::command::{ApplyOutcome, Claim, ClaimResult, Command, InboundOutcome, Pick, Reply, StatusReport};
-use crate::domain::error_codes::{OUTSIDE_WINDOW, UNSUBSCRIBED, describe, suppresses};
+use super::command::{ApplyOutcome, Claim, ClaimResult, Command, InboundOutcome, Pick, Refusal, Reply, StatusReport};
+use crate::domain::error_codes::{OUTSIDE_WINDOW, UNSUBSCRIBED, describe};
 use crate::domain::rollup::{Counted, transition};
 use crate::domain::{
     AttemptResult, Content, Direction, InboundMessage, Lifecycle, MAX_VALIDITY_S, MessageId, MessageSid, MessageStatus, NewOutboundMessage,
@@ -80,7 +80,7 @@ impl Plan {
         if let Some(contact) = self.contacts.get(&message.to).filter(|_| !message.force)
             && let (Some(code), Some(since)) = (contact.suppressed_code, contact.suppressed_at)
         {
-            return Reply::Suppressed { code, since };
+            return Reply::Refused(Refusal::Suppressed { code, since });
         }
         // Free-form content reaches only a contact who wrote in the last 24 hours: otherwise its
         // fallback template goes instead (the text is kept with it), or the message is refused.
@@ -88,7 +88,7 @@ impl Plan {
         if window_check && content_sid.is_none() {
             let last_inbound_at = self.contacts.get(&message.to).and_then(|c| c.last_inbound_at);
             if !window_open(last_inbound_at, at) {
-                let Some(fallback) = &message.fallback else { return Reply::OutsideWindow { last_inbound_at } };
+                let Some(fallback) = &message.fallback else { return Reply::Refused(Refusal::OutsideWindow { last_inbound_at }) };
                 content_sid = Some(fallback.content_sid.clone());
                 content_variables = fallback.content_variables.clone();
                 detail = Some(format!("{}: to be sent as its fallback template {}", outside_window(last_inbound_at), fallback.content_sid));
@@ -245,11 +245,7 @@ impl Plan {
         self.touch(id)?.callbacks_seen |= bit;
         let outcome = self.apply_event(id, event, StatusSource::Callback, detail, error_message);
         if matches!(outcome, ApplyOutcome::Applied { current: MessageStatus::Failed | MessageStatus::Undelivered, .. }) {
-            match event.error_code {
-                Some(UNSUBSCRIBED) => self.change_recipient(id, event.at, OptChange::OptOut, None),
-                Some(code) if suppresses(code) => self.change_recipient(id, event.at, OptChange::None, Some(code)),
-                _ => {}
-            }
+            self.recipient_refused(id, event.error_code, event.at);
         }
         Some(outcome)
     }
