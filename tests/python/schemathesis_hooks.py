@@ -49,6 +49,11 @@ PHONE_FIELDS = [
     ("/api/v1/whatsapp/phones/{phone}/performance", "path_parameters", "phone"),
 ]
 schemathesis.openapi.format("phone-number", PHONE_NUMBERS)
+# The `whatsapp-sender` format: a sender the gateway under test is configured with (the fuzz run
+# uses the default, the sandbox number). Other well-formed senders are refused with a 422 naming
+# `from`, as the document says.
+SENDERS = ["+14155238886", "whatsapp:+14155238886"]
+schemathesis.openapi.format("whatsapp-sender", st.sampled_from(SENDERS))
 
 
 def wire_request(case) -> requests.PreparedRequest:
@@ -80,6 +85,10 @@ def honour_phone_format(case) -> None:
         if isinstance(value, str) and not ASSIGNED.fullmatch(value):
             digits = sum(value.encode("utf-8")) % 100
             values[name] = PHONE_PREFIXES[len(value) % len(PHONE_PREFIXES)] + f"{digits:02d}"
+    if case.operation.path == "/api/v1/whatsapp/send" and isinstance(case.body, dict):
+        sender = case.body.get("from")
+        if isinstance(sender, str) and sender not in SENDERS:
+            case.body["from"] = SENDERS[len(sender) % len(SENDERS)]
 
 
 IDEMPOTENCY_HEADERS = {"idempotency-key", "x-idempotency-key"}

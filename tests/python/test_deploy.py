@@ -58,6 +58,8 @@ TARGET_LABELS = {"job", "instance"}
 RARE_SERIES = {
     "gateway_enqueue_failures_total": "metrics::enqueue_failed()",  # the queue (Redis) refused a stored message
     "gateway_writer_isolations_total": "metrics::writer_isolation()",  # a write batch failed and was split
+    # a status callback never came, and the poller recovered it (POLL_AFTER_MS after the last news)
+    "gateway_poll_recovered_total": "metrics::poll_recovered(",
 }
 # Label values that only appear on rare events (an attempt whose answer was lost, then found at
 # Twilio), checked against the Rust call that sets them.

@@ -41,6 +41,7 @@ pub async fn run(target: DemoTarget) -> anyhow::Result<()> {
     let message = NewOutboundMessage {
         id,
         to: PhoneNumber::parse(DEMO_USER)?,
+        from: None,
         content: Content::FreeForm { body: Some("Your order #1042 is on its way.".into()), media_urls: vec![] },
         priority: Priority::HIGHEST,
         send_at: None,

@@ -23,7 +23,7 @@ pub(crate) struct Embedded {
 
 /// Starts the emulator, configured from the `EMULATOR_*` variables, posting inbound messages to
 /// `inbound_url`; `business_number` is the sender it serves.
-pub(crate) fn start(inbound_url: String, business_number: &str) -> anyhow::Result<Embedded> {
+pub(crate) fn start(inbound_url: String, senders: &crate::domain::Senders) -> anyhow::Result<Embedded> {
     let mut config = EmulatorConfig::from_env()?;
     // The emulator's token signs the webhooks this gateway accepts: never the well-known default
     // on a served port.
@@ -31,7 +31,13 @@ pub(crate) fn start(inbound_url: String, business_number: &str) -> anyhow::Resul
         config.auth_token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
     }
     config.inbound_webhook_url.get_or_insert(inbound_url);
-    config.business_number = business_number.to_owned();
+    // The number a Messaging Service send goes out from (and inbound messages arrive at).
+    if let Some(first) = senders.numbers().first() {
+        config.business_number = first.as_e164().to_owned();
+    }
+    if let Some(service) = senders.service() {
+        config.messaging_service_sid = Some(service.as_str().to_owned());
+    }
     let emulator = Emulator::new(config);
     Ok(Embedded {
         router: emulator.router().layer(axum::middleware::from_fn(loopback_only)),

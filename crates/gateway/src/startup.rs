@@ -22,7 +22,7 @@ use crate::shared::{MemoryState, RedisConnection, RedisState, SharedState};
 use crate::state::AppState;
 use crate::store::{Store, StoreOptions};
 use crate::twilio::TwilioClient;
-use crate::worker::{self, Loops, Sender};
+use crate::worker::{self, Loops, Poller, Sender};
 
 /// What this process runs.
 #[derive(Default)]
@@ -70,8 +70,8 @@ fn twilio(config: &Config, public_base_url: &str, base_url: &str) -> anyhow::Res
 #[cfg(feature = "emulator")]
 fn embedded(config: &Config, public_base_url: &str, base_url: &str) -> anyhow::Result<Twilio> {
     use crate::embedded_emulator::{EMULATOR_PREFIX, start};
-    let emulator = start(format!("{public_base_url}{}", paths::INBOUND_WEBHOOK), config.whatsapp_from.as_e164())
-        .context("invalid EMULATOR_* configuration")?;
+    let emulator =
+        start(format!("{public_base_url}{}", paths::INBOUND_WEBHOOK), &config.senders).context("invalid EMULATOR_* configuration")?;
     let api = format!("{base_url}{EMULATOR_PREFIX}");
     tracing::warn!(
         emulator = %api,
@@ -112,7 +112,6 @@ impl Application {
         let base_url = format!("{}://{local_addr}", if tls.is_some() { "https" } else { "http" });
         let public_base_url = config.public_base_url.clone().unwrap_or_else(|| base_url.clone());
         let twilio = twilio(&config, &public_base_url, &base_url)?;
-        let from = config.twilio.as_ref().map_or_else(|| config.whatsapp_from.clone(), |t| t.whatsapp_from.clone());
 
         let (queue, shared): (Arc<dyn JobQueue>, Arc<dyn SharedState>) = match &config.redis_url {
             Some(url) => {
@@ -127,11 +126,13 @@ impl Application {
             }
             None => (Arc::new(SqlQueue::new(store.clone())), Arc::new(MemoryState::new())),
         };
+        let poller = (config.poll.rate_per_sec > 0)
+            .then(|| Arc::new(Poller::new(store.clone(), twilio.client.clone(), shared.clone(), config.poll.clone())));
         let sender = Arc::new(Sender::new(
             store.clone(),
             queue,
             twilio.client,
-            from,
+            config.senders.clone(),
             format!("{public_base_url}{}", paths::STATUS_CALLBACK),
             config.worker.clone(),
             shared.clone(),
@@ -158,7 +159,7 @@ impl Application {
             router = router.nest(crate::embedded_emulator::EMULATOR_PREFIX, emulator);
         }
         let shutdown = CancellationToken::new();
-        let loops = Loops { sweeper: config.redis_url.is_some() };
+        let loops = Loops { sweeper: config.redis_url.is_some(), poller };
         let workers = options.workers.then(|| worker::spawn_pool(sender, store, loops, shutdown.clone()));
         Ok(Self { listener, local_addr, base_url, router, gateway, embedded_emulator, shutdown, workers, ready, tls })
     }

@@ -74,7 +74,8 @@ async fn create_message(emu: &Emulator, auth: Result<Authenticated, TwilioError>
     lock(&shared.store).insert(message);
     shared.counters.created(&sender, &req.to_e164);
     let mode = CallbackMode { duplicate: behaviour.duplicate_callbacks, reorder: behaviour.reorder_callbacks };
-    lifecycle::spawn(shared.clone(), sid, steps, req.status_callback.clone(), mode);
+    let callback_url = req.status_callback.clone().filter(|_| !behaviour.drop_callbacks);
+    lifecycle::spawn(shared.clone(), sid, steps, callback_url, mode);
 
     let latency = behaviour.latency_ms.map_or(shared.config.latency, Duration::from_millis);
     if !latency.is_zero() {

@@ -44,6 +44,9 @@ pub struct Behaviour {
     pub duplicate_callbacks: bool,
     /// Hold this message's callbacks until its last status change, then send them newest first.
     pub reorder_callbacks: bool,
+    /// Send no status callback at all for messages to this recipient (Twilio does not promise
+    /// them): the statuses still change, and a fetch by SID shows them.
+    pub drop_callbacks: bool,
     /// Override the config's `read_receipts` (false: stop at `delivered`).
     pub read_receipts: Option<bool>,
     /// Override the 24-hour rule: `true` treats the window as open, `false` as closed (even

@@ -78,6 +78,9 @@ pub struct EmulatorConfig {
     /// The business number (E.164) that receives injected inbound messages by default and sends
     /// for a Messaging Service.
     pub business_number: String,
+    /// The Messaging Service SID the emulator reports for messages and inbound webhooks that name
+    /// none (`EMULATOR_MESSAGING_SERVICE_SID`); default a random `MG…`.
+    pub messaging_service_sid: Option<String>,
 }
 
 impl Default for EmulatorConfig {
@@ -97,6 +100,7 @@ impl Default for EmulatorConfig {
             callback_retry_backoff: Duration::from_millis(100),
             webhook_timeout: Duration::from_secs(5),
             business_number: DEFAULT_BUSINESS_NUMBER.to_owned(),
+            messaging_service_sid: None,
         }
     }
 }
@@ -108,7 +112,7 @@ impl EmulatorConfig {
     /// `EMULATOR_DELAY_DELIVERED_MS`, `EMULATOR_DELAY_READ_MS`, `EMULATOR_ENFORCE_WINDOW`,
     /// `EMULATOR_READ_RECEIPTS`, `EMULATOR_SENDER_RATE`, `EMULATOR_MAX_CONCURRENT`,
     /// `EMULATOR_ERROR_500_SHARE`, `EMULATOR_LATENCY_MS`, `EMULATOR_INBOUND_WEBHOOK_URL`,
-    /// `EMULATOR_CALLBACK_MAX_ATTEMPTS`, `EMULATOR_BUSINESS_NUMBER`. A value that does not
+    /// `EMULATOR_CALLBACK_MAX_ATTEMPTS`, `EMULATOR_BUSINESS_NUMBER`, `EMULATOR_MESSAGING_SERVICE_SID`. A value that does not
     /// parse fails with an error naming the variable.
     pub fn from_env() -> anyhow::Result<Self> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -153,6 +157,7 @@ impl EmulatorConfig {
         if let Some(v) = var("EMULATOR_BUSINESS_NUMBER") {
             config.business_number = v.trim().to_owned();
         }
+        config.messaging_service_sid = var("EMULATOR_MESSAGING_SERVICE_SID").map(|v| v.trim().to_owned());
         config.validate().context("invalid emulator configuration")?;
         Ok(config)
     }
@@ -175,6 +180,11 @@ impl EmulatorConfig {
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
             bail!("EMULATOR_INBOUND_WEBHOOK_URL must be an http(s) URL, got {url:?}");
+        }
+        if let Some(sid) = &self.messaging_service_sid
+            && !is_sid(sid, "MG")
+        {
+            bail!("EMULATOR_MESSAGING_SERVICE_SID must be MG followed by 32 hex digits, got {sid:?}");
         }
         if crate::model::parse_e164(&self.business_number).is_none() {
             bail!("EMULATOR_BUSINESS_NUMBER must be an E.164 number, got {:?}", self.business_number);

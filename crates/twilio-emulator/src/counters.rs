@@ -1,7 +1,7 @@
 //! What the emulator has seen and done, for tests to assert on ("exactly one create per
 //! message", "every callback answered 2xx").
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +16,8 @@ pub struct Counters {
     pub messages_created: u64,
     /// Messages created, per sender.
     pub created_by_sender: BTreeMap<String, u64>,
+    /// The most messages created from each sender in any one second (by the clock's seconds).
+    pub busiest_second_by_sender: BTreeMap<String, u64>,
     /// Messages created, per recipient.
     pub created_by_recipient: BTreeMap<String, u64>,
     /// Create requests answered 429 (throttle, rate cap, concurrency cap).
@@ -62,6 +64,8 @@ pub(crate) enum AttemptOutcome {
 #[derive(Debug, Default)]
 pub(crate) struct CounterSet {
     inner: Mutex<Counters>,
+    /// Creates per sender per Unix second (seconds older than a minute are dropped).
+    seconds: Mutex<HashMap<String, BTreeMap<u64, u64>>>,
 }
 
 impl CounterSet {
@@ -71,12 +75,21 @@ impl CounterSet {
 
     pub fn reset(&self) {
         *lock(&self.inner) = Counters::default();
+        lock(&self.seconds).clear();
     }
 
     pub fn created(&self, sender: &str, recipient: &str) {
         let mut c = lock(&self.inner);
         c.messages_created += 1;
         *c.created_by_sender.entry(sender.to_owned()).or_default() += 1;
+        let second = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let mut seconds = lock(&self.seconds);
+        let counts = seconds.entry(sender.to_owned()).or_default();
+        let count = counts.entry(second).or_default();
+        *count += 1;
+        let busiest = c.busiest_second_by_sender.entry(sender.to_owned()).or_default();
+        *busiest = (*busiest).max(*count);
+        counts.retain(|s, _| s + 60 >= second);
         *c.created_by_recipient.entry(recipient.to_owned()).or_default() += 1;
     }
 

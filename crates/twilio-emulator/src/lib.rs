@@ -120,7 +120,7 @@ impl Emulator {
             tasks: CancellationToken::new(),
             active: Arc::default(),
             channel_install_sid: model::new_sid("XE"),
-            default_service_sid: model::new_sid("MG"),
+            default_service_sid: config.messaging_service_sid.clone().unwrap_or_else(|| model::new_sid("MG")),
             config,
         };
         Self { shared: Arc::new(shared) }

@@ -4,6 +4,7 @@
 //! Every secret can also be given as a file (`TWILIO_AUTH_TOKEN_FILE=/run/secrets/token`), and is
 //! held as a [`SecretString`] so that it never reaches a log or a `Debug` print.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -11,8 +12,8 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::model::{Config, ConfigError, DatabaseConfig, InboundConfig, RateLimits, TwilioConfig, WorkerConfig};
-use crate::domain::PhoneNumber;
+use super::model::{Config, ConfigError, DatabaseConfig, InboundConfig, PollConfig, RateLimits, TwilioConfig, WorkerConfig};
+use crate::domain::{Origin, PhoneNumber, Senders, ServiceSid};
 
 fn invalid(variable: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError { variable, reason: reason.into() }
@@ -79,11 +80,8 @@ impl Config {
 
     fn load(v: &Vars<'_>) -> Result<Self, ConfigError> {
         let twilio_timeout = v.millis("TWILIO_TIMEOUT_MS", 15_000)?;
-        let whatsapp_from = match v.var("TWILIO_WHATSAPP_FROM") {
-            Some(text) => PhoneNumber::parse(&text).map_err(|e| invalid("TWILIO_WHATSAPP_FROM", e.to_string()))?,
-            None => PhoneNumber::parse("+14155238886").expect("the sandbox number is valid"),
-        };
-        let twilio = Self::twilio(v, &whatsapp_from, twilio_timeout)?;
+        let twilio = Self::twilio(v, twilio_timeout)?;
+        let senders = senders(v, twilio.is_some())?;
         let database_url =
             v.secret("DATABASE_URL", "DATABASE_URL_FILE")?.unwrap_or_else(|| SecretString::from("sqlite://data/gateway.db".to_owned()));
         check_database_url(database_url.expose_secret())?;
@@ -155,6 +153,7 @@ impl Config {
             retry_max: v.millis("RETRY_MAX_MS", 300_000)?,
             lease: v.millis("WORKER_LEASE_MS", 60_000)?,
             sender_rate_per_sec: v.parsed("SENDER_RATE_PER_SEC", 80u32)?,
+            sender_rates: sender_rates(v, &senders)?,
             poll_interval: v.millis("WORKER_POLL_MS", 1_000)?,
             sweep_interval: v.millis("SWEEPER_INTERVAL_MS", 5_000)?,
             window_check: v.parsed("WHATSAPP_WINDOW_CHECK", true)?,
@@ -171,13 +170,25 @@ impl Config {
         if worker.lease <= twilio_timeout {
             return Err(invalid("WORKER_LEASE_MS", "must be longer than TWILIO_TIMEOUT_MS, or a slow send could be sent twice"));
         }
+        let poll = PollConfig {
+            after: v.millis("POLL_AFTER_MS", 10 * 60_000)?,
+            max_interval: v.millis("POLL_MAX_INTERVAL_MS", 24 * 60 * 60_000)?,
+            max_age: v.millis("POLL_MAX_AGE_MS", 3 * 24 * 60 * 60_000)?,
+            rate_per_sec: v.parsed("POLL_RATE_PER_SEC", 5u32)?,
+        };
+        if poll.after.is_zero() {
+            return Err(invalid("POLL_AFTER_MS", "must be at least 1"));
+        }
+        if poll.max_interval < poll.after {
+            return Err(invalid("POLL_MAX_INTERVAL_MS", "must be at least POLL_AFTER_MS"));
+        }
         Ok(Self {
             database_url,
             database,
             bind_addr: v.parsed("BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             public_base_url: v.var("PUBLIC_BASE_URL").map(|v| http_url("PUBLIC_BASE_URL", v)).transpose()?,
             twilio,
-            whatsapp_from,
+            senders,
             twilio_timeout,
             jwt_secret,
             jwt_secret_generated,
@@ -192,6 +203,7 @@ impl Config {
             trust_proxy: v.parsed("TRUST_PROXY", false)?,
             rate_limits,
             worker,
+            poll,
             inbound: InboundConfig {
                 auto_reply: v.var("AUTO_REPLY_TEXT"),
                 forward_url: v.var("INBOUND_FORWARD_URL").map(|v| http_url("INBOUND_FORWARD_URL", v)).transpose()?,
@@ -200,7 +212,7 @@ impl Config {
         })
     }
 
-    fn twilio(v: &Vars<'_>, whatsapp_from: &PhoneNumber, request_timeout: Duration) -> Result<Option<TwilioConfig>, ConfigError> {
+    fn twilio(v: &Vars<'_>, request_timeout: Duration) -> Result<Option<TwilioConfig>, ConfigError> {
         let account_sid = v.var("TWILIO_ACCOUNT_SID");
         let auth_token = v.secret("TWILIO_AUTH_TOKEN", "TWILIO_AUTH_TOKEN_FILE")?;
         let (account_sid, auth_token) = match (account_sid, auth_token) {
@@ -212,8 +224,11 @@ impl Config {
         if !(account_sid.len() == 34 && account_sid.starts_with("AC") && account_sid[2..].bytes().all(|b| b.is_ascii_hexdigit())) {
             return Err(invalid("TWILIO_ACCOUNT_SID", "must be AC followed by 32 hex digits"));
         }
-        if v.var("TWILIO_WHATSAPP_FROM").is_none() {
-            return Err(invalid("TWILIO_WHATSAPP_FROM", "is required with Twilio credentials (your WhatsApp sender, whatsapp:+…)"));
+        if v.var("TWILIO_WHATSAPP_FROM").is_none() && v.var("TWILIO_MESSAGING_SERVICE_SID").is_none() {
+            return Err(invalid(
+                "TWILIO_WHATSAPP_FROM",
+                "is required with Twilio credentials (your WhatsApp sender, whatsapp:+…), unless TWILIO_MESSAGING_SERVICE_SID is set",
+            ));
         }
         let api_base_url =
             http_url("TWILIO_API_BASE_URL", v.var("TWILIO_API_BASE_URL").unwrap_or_else(|| "https://api.twilio.com".into()))?;
@@ -227,11 +242,48 @@ impl Config {
             account_sid,
             auth_token,
             secondary_auth_token: v.secret("TWILIO_SECONDARY_AUTH_TOKEN", "TWILIO_SECONDARY_AUTH_TOKEN_FILE")?,
-            whatsapp_from: whatsapp_from.clone(),
             api_base_url,
             request_timeout,
         }))
     }
+}
+
+/// `TWILIO_WHATSAPP_FROM` (a comma-separated list of numbers; the sandbox number with the
+/// emulator when unset) and `TWILIO_MESSAGING_SERVICE_SID`.
+fn senders(v: &Vars<'_>, real_twilio: bool) -> Result<Senders, ConfigError> {
+    let service = v
+        .var("TWILIO_MESSAGING_SERVICE_SID")
+        .map(|sid| ServiceSid::parse(sid.trim()).map_err(|e| invalid("TWILIO_MESSAGING_SERVICE_SID", e.to_string())))
+        .transpose()?;
+    let numbers = match v.var("TWILIO_WHATSAPP_FROM") {
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(|item| PhoneNumber::parse(item).map_err(|e| invalid("TWILIO_WHATSAPP_FROM", format!("{item:?} {e}"))))
+            .collect::<Result<Vec<_>, _>>()?,
+        None if real_twilio || service.is_some() => Vec::new(),
+        None => vec![PhoneNumber::parse("+14155238886").expect("the sandbox number is valid")],
+    };
+    Senders::new(numbers, service).ok_or_else(|| invalid("TWILIO_WHATSAPP_FROM", "lists no number"))
+}
+
+/// `SENDER_RATES`: `sender=rate` pairs, comma-separated, each sender a configured number or the
+/// Messaging Service.
+fn sender_rates(v: &Vars<'_>, senders: &Senders) -> Result<BTreeMap<String, u32>, ConfigError> {
+    let mut rates = BTreeMap::new();
+    let Some(list) = v.var("SENDER_RATES") else { return Ok(rates) };
+    for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let bad = |why: &str| invalid("SENDER_RATES", format!("{item:?} {why}"));
+        let (sender, rate) = item.split_once('=').ok_or_else(|| bad("is not sender=messages-per-second"))?;
+        let origin = Origin::parse(sender).map_err(|e| bad(&e.to_string()))?;
+        if !senders.contains(&origin) {
+            return Err(bad("names a sender that is neither in TWILIO_WHATSAPP_FROM nor TWILIO_MESSAGING_SERVICE_SID"));
+        }
+        let rate: u32 = rate.trim().parse().ok().filter(|r| *r > 0).ok_or_else(|| bad("needs a rate of at least 1 per second"))?;
+        rates.insert(origin.as_str().to_owned(), rate);
+    }
+    Ok(rates)
 }
 
 fn check_database_url(url: &str) -> Result<(), ConfigError> {
@@ -260,7 +312,7 @@ pub fn development_jwt_secret(dir: &Path) -> Result<SecretString, ConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
+    use std::collections::{BTreeMap, HashMap};
 
     use secrecy::ExposeSecret;
 
@@ -350,6 +402,53 @@ mod tests {
             let error = Config::from_vars(&vars(&pairs)).unwrap_err();
             assert_eq!(error.variable, variable, "{pairs:?}: {error}");
             assert!(error.to_string().starts_with(&format!("invalid configuration: {variable}: ")));
+        }
+    }
+
+    #[test]
+    fn senders_are_a_list_of_numbers_and_a_messaging_service_each_with_an_optional_rate() {
+        const MG: &str = "MG0123456789abcdef0123456789abcdef";
+        let base = [("JWT_SECRET", "long-enough-secret-123")];
+        let config = Config::from_vars(&vars(
+            &[&base[..], &[("TWILIO_WHATSAPP_FROM", "whatsapp:+14155238886, +14155238887"), ("TWILIO_MESSAGING_SERVICE_SID", MG)]].concat(),
+        ))
+        .unwrap();
+        let numbers: Vec<&str> = config.senders.numbers().iter().map(|n| n.as_e164()).collect();
+        assert_eq!(numbers, ["+14155238886", "+14155238887"]);
+        assert_eq!(config.senders.service().map(|s| s.as_str()), Some(MG));
+        // A service alone is enough, with Twilio credentials too.
+        let service_only = Config::from_vars(&vars(&[
+            ("TWILIO_ACCOUNT_SID", "AC0123456789abcdef0123456789abcdef"),
+            ("TWILIO_AUTH_TOKEN", "tok"),
+            ("TWILIO_MESSAGING_SERVICE_SID", MG),
+            ("TWILIO_API_BASE_URL", "http://127.0.0.1:9"),
+        ]))
+        .unwrap();
+        assert!(service_only.senders.numbers().is_empty());
+        let rates = Config::from_vars(&vars(
+            &[
+                &base[..],
+                &[
+                    ("TWILIO_WHATSAPP_FROM", "+14155238886"),
+                    ("TWILIO_MESSAGING_SERVICE_SID", MG),
+                    ("SENDER_RATES", &format!("+14155238886=40, {MG}=200")),
+                ],
+            ]
+            .concat(),
+        ))
+        .unwrap();
+        let expected: BTreeMap<String, u32> = [("+14155238886".to_owned(), 40), (MG.to_owned(), 200)].into_iter().collect();
+        assert_eq!(rates.worker.sender_rates, expected);
+        for (pairs, variable, why) in [
+            (vec![("TWILIO_WHATSAPP_FROM", "+14155238886,+1")], "TWILIO_WHATSAPP_FROM", "\"+1\""),
+            (vec![("TWILIO_MESSAGING_SERVICE_SID", "MG123")], "TWILIO_MESSAGING_SERVICE_SID", "MG followed by 32 hex digits"),
+            (vec![("SENDER_RATES", "+14155238899=10")], "SENDER_RATES", "neither in TWILIO_WHATSAPP_FROM"),
+            (vec![("SENDER_RATES", "+14155238886=0")], "SENDER_RATES", "at least 1"),
+            (vec![("SENDER_RATES", "+14155238886")], "SENDER_RATES", "sender=messages-per-second"),
+        ] {
+            let error = Config::from_vars(&vars(&[&base[..], &pairs[..]].concat())).unwrap_err();
+            assert_eq!(error.variable, variable, "{pairs:?}");
+            assert!(error.reason.contains(why), "{pairs:?}: {}", error.reason);
         }
     }
 }

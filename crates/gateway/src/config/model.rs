@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::domain::PhoneNumber;
+use std::collections::BTreeMap;
+
+use crate::domain::Senders;
 
 /// Where a message goes out through Twilio: credentials and sender.
 #[derive(Debug, Clone)]
@@ -18,8 +20,6 @@ pub struct TwilioConfig {
     pub auth_token: SecretString,
     /// A second token accepted on webhooks while the primary is being rotated.
     pub secondary_auth_token: Option<SecretString>,
-    /// The WhatsApp sender, `whatsapp:+14155238886`.
-    pub whatsapp_from: PhoneNumber,
     /// Base URL of the Messages API (Twilio, or an emulator).
     pub api_base_url: String,
     /// Timeout of one call to Twilio.
@@ -43,6 +43,8 @@ pub struct WorkerConfig {
     pub lease: Duration,
     /// Messages per second per sender number (`SENDER_RATE_PER_SEC`; WhatsApp's default is 80).
     pub sender_rate_per_sec: u32,
+    /// Per-sender rates that differ from it (`SENDER_RATES`: `+14155238886=40,MG…=200`).
+    pub sender_rates: BTreeMap<String, u32>,
     /// How often an idle worker looks for work it was not told about (`WORKER_POLL_MS`).
     pub poll_interval: Duration,
     /// How often the sweeper re-queues due messages missing from the queue (`SWEEPER_INTERVAL_MS`).
@@ -50,6 +52,22 @@ pub struct WorkerConfig {
     /// Free-form content only to contacts who wrote in the last 24 hours, checked when a message
     /// is accepted and again when it becomes due (`WHATSAPP_WINDOW_CHECK`, default true).
     pub window_check: bool,
+}
+
+/// Asking Twilio about messages whose status callbacks stopped coming.
+#[derive(Debug, Clone)]
+pub struct PollConfig {
+    /// Ask about a message Twilio has once it has had no news for this long (`POLL_AFTER_MS`,
+    /// default 10 minutes); then again each time it has been silent as long again.
+    pub after: Duration,
+    /// The longest wait between two polls of one message (`POLL_MAX_INTERVAL_MS`, default a day).
+    pub max_interval: Duration,
+    /// A message with no news for longer than this is no longer asked about (`POLL_MAX_AGE_MS`,
+    /// default 3 days).
+    pub max_age: Duration,
+    /// Polls per second, all instances together (`POLL_RATE_PER_SEC`, default 5; 0 turns the
+    /// poller off).
+    pub rate_per_sec: u32,
 }
 
 /// What to do with incoming messages.
@@ -106,8 +124,10 @@ pub struct Config {
     pub public_base_url: Option<String>,
     /// Twilio; `None` when no credentials are set, in which case the built-in emulator is used.
     pub twilio: Option<TwilioConfig>,
-    /// The sender used with the emulator (`TWILIO_WHATSAPP_FROM`, default the sandbox number).
-    pub whatsapp_from: PhoneNumber,
+    /// What messages go out from: the WhatsApp numbers (`TWILIO_WHATSAPP_FROM`, a comma-separated
+    /// list; with the emulator, default the sandbox number) and the Messaging Service
+    /// (`TWILIO_MESSAGING_SERVICE_SID`, `MG…`), the default route when set.
+    pub senders: Senders,
     /// Timeout of one call to Twilio (`TWILIO_TIMEOUT_MS`).
     pub twilio_timeout: Duration,
     /// HS256 secret for API bearer tokens (`JWT_SECRET`); a development secret kept in
@@ -142,6 +162,8 @@ pub struct Config {
     pub rate_limits: RateLimits,
     /// Worker pool settings.
     pub worker: WorkerConfig,
+    /// The poller of missed callbacks.
+    pub poll: PollConfig,
     /// Incoming message handling.
     pub inbound: InboundConfig,
     /// `json` for JSON logs, anything else for human-readable ones (`LOG_FORMAT`).

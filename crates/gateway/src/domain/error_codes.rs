@@ -18,6 +18,22 @@ pub enum ErrorClass {
     /// The message's time ran out (its validity period, or Twilio's queue): `expired`, never
     /// retried.
     Expired,
+    /// Meta held a marketing message back (63049, its per-user marketing limit): try again much
+    /// later, each wait longer ([`deferred_delay`]) — except to a US number, to which Meta
+    /// delivers no marketing message at all (the caller makes that one permanent).
+    Deferred,
+}
+
+/// Meta's "not delivered to maintain healthy ecosystem engagement" (a per-user limit on
+/// marketing messages).
+pub const MARKETING_LIMIT: i64 = 63049;
+
+/// How long a message held back by Meta's marketing limit waits before its `n`-th (1-based)
+/// try again: an hour, doubled each time, at most a day (the limit is per user per period, so
+/// retrying within minutes only meets it again).
+pub fn deferred_delay(n: u32) -> std::time::Duration {
+    const HOUR: u64 = 3_600;
+    std::time::Duration::from_secs((HOUR << n.saturating_sub(1).min(5)).min(24 * HOUR))
 }
 
 /// Codes Twilio documents as safe or sensible to retry.
@@ -58,6 +74,8 @@ pub fn is_expiry(code: i64) -> bool {
 pub fn classify_code(http_status: u16, code: Option<i64>) -> ErrorClass {
     if code.is_some_and(is_expiry) {
         ErrorClass::Expired
+    } else if code == Some(MARKETING_LIMIT) {
+        ErrorClass::Deferred
     } else if code.is_some_and(|c| THROTTLING.contains(&c)) || http_status == 429 {
         ErrorClass::Throttled
     } else if code.is_some_and(|c| RETRYABLE.contains(&c)) || http_status >= 500 {
@@ -91,6 +109,8 @@ pub fn describe(code: i64) -> &'static str {
         63018 => "WhatsApp rate limit exceeded for the sender",
         63024 => "Invalid message recipient",
         63032 => "WhatsApp cannot deliver to this user (WhatsApp limitation)",
+        63049 => "Meta chose not to deliver this marketing message (per-user marketing limit)",
+        63051 => "The WhatsApp Business Account of the sender is locked",
         _ => "Twilio reported an error",
     }
 }
@@ -104,6 +124,9 @@ mod tests {
         assert_eq!(classify_code(429, Some(20429)), ErrorClass::Throttled);
         assert_eq!(classify_code(429, None), ErrorClass::Throttled);
         assert_eq!(classify_code(400, Some(63018)), ErrorClass::Throttled);
+        assert_eq!(classify_code(400, Some(63049)), ErrorClass::Deferred);
+        let hours: Vec<u64> = (1..=7).map(|n| deferred_delay(n).as_secs() / 3_600).collect();
+        assert_eq!(hours, [1, 2, 4, 8, 16, 24, 24]);
         assert_eq!(classify_code(500, None), ErrorClass::Retryable);
         assert_eq!(classify_code(500, Some(63017)), ErrorClass::Retryable);
         assert_eq!(classify_code(503, Some(20503)), ErrorClass::Retryable);

@@ -46,6 +46,40 @@ impl PhoneHealth {
     }
 }
 
+/// How one sender (a number, or the Messaging Service) is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SenderHealth {
+    /// Few or no failures.
+    Healthy,
+    /// A noticeable share of its messages fail (over 10%).
+    Degraded,
+    /// Most of its messages fail (over 50%).
+    Failing,
+    /// Twilio is throttling it right now: its messages wait, none fails for it.
+    Throttled,
+    /// Twilio answered 63051 (the WhatsApp Business Account is locked) and nothing was delivered
+    /// from it since.
+    Locked,
+}
+
+impl SenderHealth {
+    /// Locked over throttled over what its delivered and failed messages say.
+    pub fn assess(delivered: i64, failed: i64, locked: bool, throttled: bool) -> Self {
+        if locked {
+            return Self::Locked;
+        }
+        if throttled {
+            return Self::Throttled;
+        }
+        match PhoneHealth::assess(delivered, failed) {
+            PhoneHealth::Healthy => Self::Healthy,
+            PhoneHealth::Degraded => Self::Degraded,
+            PhoneHealth::Failing => Self::Failing,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +93,13 @@ mod tests {
         assert_eq!(PhoneHealth::assess(0, 2), PhoneHealth::Failing);
         assert_eq!(PhoneHealth::assess(3, 1), PhoneHealth::Degraded);
         assert_eq!(PhoneHealth::assess(1, 0), PhoneHealth::Healthy);
+    }
+
+    #[test]
+    fn a_locked_sender_is_locked_whatever_its_history() {
+        assert_eq!(SenderHealth::assess(100, 0, true, true), SenderHealth::Locked);
+        assert_eq!(SenderHealth::assess(100, 0, false, true), SenderHealth::Throttled);
+        assert_eq!(SenderHealth::assess(10, 90, false, false), SenderHealth::Failing);
+        assert_eq!(SenderHealth::assess(100, 1, false, false), SenderHealth::Healthy);
     }
 }

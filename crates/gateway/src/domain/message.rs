@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::clock::UnixMillis;
 use super::ids::MessageId;
+use super::origin::Origin;
 use super::phone::PhoneNumber;
 use super::priority::Priority;
 
@@ -102,6 +103,9 @@ pub struct NewOutboundMessage {
     pub id: MessageId,
     /// The recipient.
     pub to: PhoneNumber,
+    /// The sender asked for (one of the configured numbers, or the Messaging Service); `None`
+    /// for the default route.
+    pub from: Option<Origin>,
     /// What to send.
     pub content: Content,
     /// Queue priority.

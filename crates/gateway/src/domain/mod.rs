@@ -12,6 +12,7 @@ pub mod health;
 pub mod ids;
 pub mod inbound;
 pub mod message;
+pub mod origin;
 pub mod phone;
 pub mod priority;
 pub mod rollup;
@@ -23,12 +24,13 @@ pub use clock::{UnixMillis, now_ms};
 pub use consent::OptChange;
 pub use error_codes::{ErrorClass, classify_code};
 pub use granularity::Granularity;
-pub use health::PhoneHealth;
+pub use health::{PhoneHealth, SenderHealth};
 pub use ids::{MessageId, MessageSid};
 pub use inbound::InboundMessage;
 pub use message::{
     Content, Direction, Fallback, MAX_VALIDITY_S, NewOutboundMessage, SERVICE_WINDOW_MS, outside_window, rfc3339_seconds, window_open,
 };
+pub use origin::{Origin, Route, Senders, ServiceSid};
 pub use phone::PhoneNumber;
 pub use priority::Priority;
 pub use source::StatusSource;

@@ -97,6 +97,11 @@ impl PhoneNumber {
         &self.0
     }
 
+    /// Whether the number is in the United States (by its numbering plan, not only `+1`).
+    pub fn is_us(&self) -> bool {
+        phonenumber::parse(None, &self.0).is_ok_and(|p| p.country().id() == Some(phonenumber::country::Id::US))
+    }
+
     /// The WhatsApp channel address Twilio expects: `whatsapp:+14155550100`.
     pub fn whatsapp_address(&self) -> String {
         format!("{WHATSAPP_PREFIX}{}", self.0)
@@ -133,6 +138,10 @@ mod tests {
         assert_eq!(a.as_e164(), "+14155550100");
         assert_eq!(a.whatsapp_address(), "whatsapp:+14155550100");
         assert_eq!(PhoneNumber::parse("+447911123456").unwrap().as_e164(), "+447911123456");
+        assert!(a.is_us());
+        // Canada shares +1; the plan tells them apart.
+        assert!(!PhoneNumber::parse("+16135550123").unwrap().is_us());
+        assert!(!PhoneNumber::parse("+447911123456").unwrap().is_us());
     }
 
     #[test]

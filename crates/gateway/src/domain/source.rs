@@ -17,11 +17,13 @@ pub enum StatusSource {
     Callback,
     /// The worker, after asking Twilio what became of an attempt whose answer was lost.
     Reconcile,
+    /// The poller, after asking Twilio about a message whose callbacks stopped coming.
+    Poll,
 }
 
 impl StatusSource {
     /// Every source.
-    pub const ALL: [Self; 4] = [Self::Api, Self::Worker, Self::Callback, Self::Reconcile];
+    pub const ALL: [Self; 5] = [Self::Api, Self::Worker, Self::Callback, Self::Reconcile, Self::Poll];
 
     /// Its name in the database and the API.
     pub fn as_str(self) -> &'static str {
@@ -30,6 +32,7 @@ impl StatusSource {
             Self::Worker => "worker",
             Self::Callback => "callback",
             Self::Reconcile => "reconcile",
+            Self::Poll => "poll",
         }
     }
 }

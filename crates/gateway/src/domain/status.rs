@@ -159,6 +159,12 @@ impl MessageStatus {
         matches!(self, Self::Failed | Self::DeadLettered | Self::Expired)
     }
 
+    /// The statuses of a message Twilio has and has more news of to come: the poller asks Twilio
+    /// about messages that stay in one of them too long (the SQL of `store::write::sql`'s
+    /// `UNSETTLED` lists the same).
+    pub const UNSETTLED: [Self; 7] =
+        [Self::Scheduled, Self::Accepted, Self::Queued, Self::Sending, Self::Sent, Self::PartiallyDelivered, Self::Delivered];
+
     /// Whether a worker may still (re)send a message in this status.
     pub fn is_sendable(self) -> bool {
         matches!(self, Self::Pending | Self::Retrying)

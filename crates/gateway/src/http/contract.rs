@@ -6,6 +6,8 @@
 //! - a delivery-status lookup needs `id` or `message_sid` (one query object, `anyOf` required);
 //! - phone numbers carry the exact E.164 pattern the API checks, and the `phone-number` format
 //!   (valid in its numbering plan, which no pattern can state);
+//! - a sender (`from`) carries the syntax of a number or a Messaging Service SID, and the
+//!   `whatsapp-sender` format (one this gateway is configured with, which no pattern can state);
 //! - a list cursor has a pattern (any cursor of that shape is a position);
 //! - every operation that reads the store can answer 503, and one behind a scope 403.
 //!
@@ -56,6 +58,11 @@ pub fn refine(document: &mut Value) {
     unavailable_answers(document);
 }
 
+/// The document's format for a sender this gateway is configured with.
+pub const SENDER_FORMAT: &str = "whatsapp-sender";
+/// What a `from` looks like: a number as `to` takes it, or a Messaging Service SID.
+pub const SENDER_PATTERN: &str = "^((whatsapp:)?\\+[1-9][0-9]{6,14}|MG[0-9a-fA-F]{32})$";
+
 fn phone_schema(mut schema: Value) -> Value {
     schema["type"] = json!("string");
     schema["pattern"] = json!(E164_PATTERN);
@@ -73,6 +80,11 @@ fn send_request(document: &mut Value) {
         common.insert(name.to_owned(), property(name));
     }
     common.insert("to".to_owned(), phone_schema(property("to")));
+    let mut from = property("from");
+    from["type"] = json!(["string", "null"]);
+    from["pattern"] = json!(SENDER_PATTERN);
+    from["format"] = json!(SENDER_FORMAT);
+    common.insert("from".to_owned(), from);
     let mut reference = property("reference");
     reference["pattern"] = json!(NO_CONTROL);
     common.insert("reference".to_owned(), reference);

@@ -18,6 +18,7 @@ pub mod paths;
 pub mod problem;
 pub(crate) mod rate_limit;
 mod send;
+pub mod senders;
 mod transport;
 pub mod webhooks;
 
@@ -51,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .merge(batch::router())
         .merge(messages::router())
         .merge(metrics::router())
+        .merge(senders::router())
         .merge(webhooks::router())
         .merge(health::router())
         .merge(openapi::router())

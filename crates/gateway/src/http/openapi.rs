@@ -42,6 +42,7 @@ use crate::state::AppState;
         super::messages::cancel_message,
         super::messages::redrive_messages,
         super::metrics::phone_performance,
+        super::senders::senders,
         super::webhooks::status::status_callback,
         super::webhooks::inbound::incoming_message,
         super::health::healthz,
@@ -52,7 +53,7 @@ use crate::state::AppState;
     modifiers(&SecuritySchemes),
     tags(
         (name = "messages", description = "Send messages and follow what became of them."),
-        (name = "metrics", description = "Delivery metrics and per-phone performance."),
+        (name = "metrics", description = "Delivery metrics, per-phone performance and per-sender health."),
         (name = "webhooks", description = "Twilio's signed webhooks: status callbacks and incoming messages."),
         (name = "operations", description = "Liveness, readiness and Prometheus metrics."),
     )

@@ -21,6 +21,8 @@ pub const MESSAGE_CANCEL: &str = "/api/v1/whatsapp/messages/{id}/cancel";
 pub const MESSAGES_RETRY: &str = "/api/v1/whatsapp/messages/retry";
 /// `GET`: one phone's performance.
 pub const PHONE_PERFORMANCE: &str = "/api/v1/whatsapp/phones/{phone}/performance";
+/// `GET`: each sender's pace, counts and health.
+pub const SENDERS: &str = "/api/v1/whatsapp/senders";
 /// `POST`: Twilio's status callbacks.
 pub const STATUS_CALLBACK: &str = "/api/v1/whatsapp/status";
 /// `POST`: Twilio's incoming-message webhook.

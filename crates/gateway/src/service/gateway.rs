@@ -8,12 +8,13 @@ use super::error::{Dependency, GatewayError};
 use super::inbound::{Handlers, InboundHandler};
 use crate::config::InboundConfig;
 use crate::domain::{
-    Granularity, InboundMessage, MessageId, MessageSid, MessageStatus, NewOutboundMessage, OptChange, PhoneNumber, UnixMillis, now_ms,
+    Granularity, InboundMessage, MessageId, MessageSid, MessageStatus, NewOutboundMessage, OptChange, Origin, PhoneNumber, Route,
+    SenderHealth, UnixMillis, now_ms,
 };
 use crate::queue::{Job, JobQueue};
 use crate::store::{
-    ApplyOutcome, AttemptRecord, Backlog, ListFilter, MessageRecord, MetricsBucket, OperatorOutcome, PhonePerformance, StatusLogEntry,
-    StatusReport, Store,
+    ApplyOutcome, AttemptRecord, Backlog, ListFilter, MessageRecord, MetricsBucket, OperatorOutcome, PhonePerformance, SenderStats,
+    StatusLogEntry, StatusReport, Store,
 };
 use crate::telemetry::metrics;
 use crate::worker::Sender;
@@ -63,6 +64,25 @@ pub struct DeliveryStatus {
 /// timeout is 1 s: an answer later than that is no answer).
 pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(800);
 
+/// One sender as `GET /senders` shows it.
+#[derive(Debug, Clone)]
+pub struct SenderReport {
+    /// The number or the Messaging Service.
+    pub origin: Origin,
+    /// Whether a message that names no `from` may go out from it.
+    pub is_default: bool,
+    /// Its sends per second, all instances together.
+    pub pace_per_sec: u32,
+    /// Its messages since the time asked about.
+    pub stats: SenderStats,
+    /// How much longer this instance holds it back because Twilio throttled it.
+    pub held_back: Option<std::time::Duration>,
+    /// Twilio said its account is locked (63051), and nothing was delivered from it since.
+    pub locked: bool,
+    /// Its health.
+    pub health: SenderHealth,
+}
+
 /// Whether each dependency answers.
 #[derive(Debug)]
 pub struct Health {
@@ -110,8 +130,9 @@ impl Gateway {
             // message becomes due when the lease would have ended.
             message.send_at = Some(now + lease.as_millis() as i64);
         }
-        let from = self.inner.sender.from().clone();
-        let (stored, created) = self.inner.store.insert_outbound(message, from, now).await?;
+        let route =
+            self.inner.sender.senders().route(message.from.clone()).map_err(|reason| GatewayError::Refused { field: "from", reason })?;
+        let (stored, created) = self.inner.store.insert_outbound(message, route, now).await?;
         if !created {
             tracing::info!(message_id = %stored.id, "idempotency key already used: returning the earlier message");
             return Ok(stored);
@@ -261,6 +282,34 @@ impl Gateway {
         let contact = self.inner.store.contact(phone).await?;
         performance.suppressed = contact.and_then(|c| c.suppressed_code.zip(c.suppressed_at));
         Ok(performance)
+    }
+
+    /// Each configured sender (the numbers, then the Messaging Service): its pace, what its
+    /// messages created since `since` came to, and its health.
+    pub async fn senders(&self, since: UnixMillis) -> Result<Vec<SenderReport>, GatewayError> {
+        let senders = self.inner.sender.senders();
+        let default = senders.route(None).ok();
+        let pacer = self.inner.sender.pacer();
+        let mut reports = Vec::new();
+        for origin in senders.all() {
+            let stats = self.inner.store.sender_stats(&origin, since).await?;
+            let held_back = pacer.held_for(origin.as_str());
+            let locked = stats.locked_at.is_some_and(|locked| stats.last_delivered_at.is_none_or(|delivered| delivered < locked));
+            reports.push(SenderReport {
+                is_default: match &default {
+                    Some(Route::From(o)) => *o == origin,
+                    Some(Route::Pool(pool)) => origin.number().is_some_and(|n| pool.contains(n)),
+                    None => false,
+                },
+                pace_per_sec: pacer.rate(origin.as_str()),
+                health: SenderHealth::assess(stats.delivered, stats.failed, locked, held_back.is_some()),
+                held_back,
+                locked,
+                origin,
+                stats,
+            });
+        }
+        Ok(reports)
     }
 
     /// The sendable backlog right now.

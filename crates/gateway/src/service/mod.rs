@@ -7,5 +7,5 @@ mod gateway;
 mod inbound;
 
 pub use error::{Dependency, GatewayError};
-pub use gateway::{DeliveryStatus, Gateway, Health, InboundReply, Lookup, PROBE_TIMEOUT, SendMode};
+pub use gateway::{DeliveryStatus, Gateway, Health, InboundReply, Lookup, PROBE_TIMEOUT, SendMode, SenderReport};
 pub use inbound::InboundHandler;

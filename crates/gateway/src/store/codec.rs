@@ -6,7 +6,7 @@ use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::{Database, Decode, Encode, Type};
 
-use crate::domain::{AttemptOutcome, Direction, MessageId, MessageSid, MessageStatus, PhoneNumber, Priority, StatusSource};
+use crate::domain::{AttemptOutcome, Direction, MessageId, MessageSid, MessageStatus, Origin, PhoneNumber, Priority, StatusSource};
 
 /// Implements the sqlx and rusqlite traits for a type stored as its text form.
 macro_rules! text_column {
@@ -67,6 +67,7 @@ text_column!(MessageStatus, |v| v.as_str().to_owned(), |s| s.parse().map_err(|e:
 text_column!(Direction, |v| v.as_str().to_owned(), |s| Direction::parse(s).ok_or_else(|| format!("not a direction: {s:?}")));
 text_column!(StatusSource, |v| v.as_str().to_owned(), |s| s.parse().map_err(|e: crate::domain::source::UnknownSource| e.to_string()));
 text_column!(AttemptOutcome, |v| v.as_str().to_owned(), |s| s.parse().map_err(|e: crate::domain::attempt::UnknownOutcome| e.to_string()));
+text_column!(Origin, |v| v.as_str().to_owned(), |s| Origin::parse(s).map_err(|e| e.to_string()));
 text_column!(PhoneNumber, |v| v.as_e164().to_owned(), |s| PhoneNumber::parse_received(s).map_err(|e| format!("{s:?} {e}")));
 
 impl<DB: Database> Type<DB> for Priority

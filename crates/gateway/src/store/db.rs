@@ -94,6 +94,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "validity", include_str!("../../migrations/sqlite/0006_validity.sql")),
     (7, "fallback", include_str!("../../migrations/sqlite/0007_fallback.sql")),
     (8, "suppression", include_str!("../../migrations/sqlite/0008_suppression.sql")),
+    (9, "poll", include_str!("../../migrations/sqlite/0009_poll.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -104,6 +105,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "validity", include_str!("../../migrations/postgres/0006_validity.sql")),
     (7, "fallback", include_str!("../../migrations/postgres/0007_fallback.sql")),
     (8, "suppression", include_str!("../../migrations/postgres/0008_suppression.sql")),
+    (9, "poll", include_str!("../../migrations/postgres/0009_poll.sql")),
 ];
 
 impl Store {

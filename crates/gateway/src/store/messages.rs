@@ -4,7 +4,7 @@ use super::db::{Store, on_pool};
 use super::error::StoreError;
 use super::records::{AttemptRecord, MessageRecord, StatusLogEntry};
 use super::write::command::{Command, Reply};
-use crate::domain::{Direction, MessageId, MessageSid, MessageStatus, NewOutboundMessage, PhoneNumber, UnixMillis};
+use crate::domain::{Direction, MessageId, MessageSid, MessageStatus, NewOutboundMessage, PhoneNumber, Route, UnixMillis};
 
 /// Filters for listing messages; every field narrows the list.
 #[derive(Debug, Clone, Default)]
@@ -28,7 +28,7 @@ pub struct ListFilter {
 }
 
 impl Store {
-    /// Stores a new outbound message from `from` as `pending` and logs its creation. With an
+    /// Stores a new outbound message as `pending`, from the sender `route` gives it, and logs its creation. With an
     /// idempotency key already used in the last 24 hours, nothing is stored and the earlier
     /// message is returned with `false`; an older use of the key is released. With the window
     /// check on, free-form content for a contact who has not written in the last 24 hours is
@@ -37,10 +37,10 @@ impl Store {
     pub async fn insert_outbound(
         &self,
         message: NewOutboundMessage,
-        from: PhoneNumber,
+        route: impl Into<Route>,
         at: UnixMillis,
     ) -> Result<(MessageRecord, bool), StoreError> {
-        match self.submit(Command::Insert { message, from, at, window_check: self.window_check() }).await? {
+        match self.submit(Command::Insert { message, route: route.into(), at, window_check: self.window_check() }).await? {
             Reply::Inserted(record, created) => Ok((*record, created)),
             Reply::Refused(refusal) => Err(StoreError::Refused(refusal)),
             other => Err(unexpected(&other)),

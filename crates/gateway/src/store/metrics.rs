@@ -10,10 +10,10 @@ use sqlx::AssertSqlSafe;
 
 use super::db::{Store, on_pool};
 use super::error::StoreError;
-use super::records::{BucketCounters, BucketEntry, CountedMessage, MetricsBucket, PhoneErrorRecord, PhonePerformance};
+use super::records::{BucketCounters, BucketEntry, CountedMessage, MetricsBucket, PhoneErrorRecord, PhonePerformance, SenderStats};
 use super::write::rollups::ALL_PHONES_SHARDS;
 use crate::domain::rollup::{Delta, standing};
-use crate::domain::{Granularity, PhoneNumber, UnixMillis};
+use crate::domain::{Granularity, Origin, PhoneNumber, UnixMillis};
 
 impl Store {
     /// Metrics buckets in `[from, to)`, oldest first (only buckets with messages), for all phones
@@ -120,6 +120,30 @@ impl Store {
             }
         }
         Ok(buckets)
+    }
+
+    /// What the outbound messages from `sender` created since `since` came to (a number, or the
+    /// Messaging Service).
+    pub async fn sender_stats(&self, sender: &Origin, since: UnixMillis) -> Result<SenderStats, StoreError> {
+        // Through `messages_from` (from_addr, created_at), then each message's attempts by key.
+        let counts = "SELECT COUNT(*) AS total, \
+             COALESCE(SUM(CASE WHEN (counted & 2) <> 0 THEN 1 ELSE 0 END), 0) AS sent, \
+             COALESCE(SUM(CASE WHEN (counted & 4) <> 0 THEN 1 ELSE 0 END), 0) AS delivered, \
+             COALESCE(SUM(CASE WHEN (counted & 8) <> 0 THEN 1 ELSE 0 END), 0) AS read, \
+             COALESCE(SUM(CASE WHEN (counted & 48) <> 0 THEN 1 ELSE 0 END), 0) AS failed, \
+             MAX(CASE WHEN error_code = 63051 THEN last_status_at END) AS locked_at, \
+             MAX(delivered_at) AS last_delivered_at \
+             FROM messages WHERE from_addr = $1 AND direction = 'outbound' AND created_at >= $2";
+        let throttled = "SELECT COUNT(*) FROM send_attempts a JOIN messages m ON m.id = a.message_id \
+             WHERE m.from_addr = $1 AND m.direction = 'outbound' AND m.created_at >= $2 \
+             AND (a.http_status = 429 OR a.error_code IN (20429, 63018))";
+        let (mut stats, throttled): (SenderStats, i64) = on_pool!(self, pool => {
+            let stats = sqlx::query_as(counts).bind(sender).bind(since).fetch_one(pool).await?;
+            let throttled = sqlx::query_scalar(throttled).bind(sender).bind(since).fetch_one(pool).await?;
+            (stats, throttled)
+        });
+        stats.throttled = throttled;
+        Ok(stats)
     }
 
     /// A recipient's performance, if any message was sent to it.

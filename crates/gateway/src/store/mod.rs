@@ -18,5 +18,5 @@ pub use claims::Backlog;
 pub use db::{Backend, Store, StoreOptions};
 pub use error::StoreError;
 pub use messages::ListFilter;
-pub use records::{AttemptRecord, Contact, MessageRecord, MetricsBucket, PhoneErrorRecord, PhonePerformance, StatusLogEntry};
-pub use write::command::{ApplyOutcome, Claim, ClaimResult, InboundOutcome, OperatorOutcome, Refusal, StatusReport};
+pub use records::{AttemptRecord, Contact, MessageRecord, MetricsBucket, PhoneErrorRecord, PhonePerformance, SenderStats, StatusLogEntry};
+pub use write::command::{ApplyOutcome, Claim, ClaimResult, InboundOutcome, OperatorOutcome, PollPick, PollTarget, Refusal, StatusReport};

@@ -5,7 +5,8 @@ use serde::Serialize;
 
 use crate::domain::rollup::Counted;
 use crate::domain::{
-    AttemptOutcome, Content, Direction, Lifecycle, MessageId, MessageSid, MessageStatus, PhoneNumber, Priority, StatusSource, UnixMillis,
+    AttemptOutcome, Content, Direction, Lifecycle, MessageId, MessageSid, MessageStatus, Origin, PhoneNumber, Priority, StatusSource,
+    UnixMillis,
 };
 
 /// A stored message, inbound or outbound.
@@ -17,9 +18,9 @@ pub struct MessageRecord {
     pub message_sid: Option<MessageSid>,
     /// Outbound or inbound.
     pub direction: Direction,
-    /// The sender.
+    /// The sender: our number or Messaging Service (outbound), the contact (inbound).
     #[sqlx(rename = "from_addr")]
-    pub from: PhoneNumber,
+    pub from: Origin,
     /// The recipient.
     #[sqlx(rename = "to_addr")]
     pub to: PhoneNumber,
@@ -278,6 +279,28 @@ pub(crate) struct BucketEntry {
     pub bucket_start: UnixMillis,
     pub k: i64,
     pub count: i64,
+}
+
+/// What one sender's outbound messages came to since a time (`GET /senders`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct SenderStats {
+    /// Messages created from it.
+    pub total: i64,
+    /// Accepted by Twilio.
+    pub sent: i64,
+    /// Delivered (or read).
+    pub delivered: i64,
+    /// Read.
+    pub read: i64,
+    /// Failed or undelivered.
+    pub failed: i64,
+    /// Send attempts Twilio throttled (429, 20429, 63018).
+    #[sqlx(default)]
+    pub throttled: i64,
+    /// The latest 63051 (the WhatsApp Business Account is locked) on one of its messages.
+    pub locked_at: Option<UnixMillis>,
+    /// The latest delivery: a lock is over once a message is delivered after it.
+    pub last_delivered_at: Option<UnixMillis>,
 }
 
 /// A recipient's performance row and its latest errors.

@@ -4,7 +4,7 @@ use super::db::{Store, on_pool};
 use super::error::StoreError;
 use super::messages::unexpected;
 use super::records::Contact;
-use super::write::command::{ApplyOutcome, Command, InboundOutcome, Reply, StatusReport};
+use super::write::command::{ApplyOutcome, Command, InboundOutcome, PollPick, PollTarget, Reply, StatusReport};
 use crate::domain::{InboundMessage, OptChange, PhoneNumber};
 
 impl Store {
@@ -13,6 +13,16 @@ impl Store {
     pub async fn apply_status(&self, report: StatusReport) -> Result<ApplyOutcome, StoreError> {
         match self.submit(Command::Status(report)).await? {
             Reply::Applied(outcome) => Ok(outcome),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Reserves the messages whose news stopped coming that are due to be asked about (at most
+    /// `pick.limit`, most overdue first), and sets when each is asked about next: every instance's
+    /// poller gets messages of its own.
+    pub async fn claim_polls(&self, pick: PollPick) -> Result<Vec<PollTarget>, StoreError> {
+        match self.submit(Command::ClaimPolls(pick)).await? {
+            Reply::Polls(targets) => Ok(targets),
             other => Err(unexpected(&other)),
         }
     }

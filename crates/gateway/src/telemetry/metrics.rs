@@ -45,6 +45,19 @@ const CALLBACKS: Series = series(
     &["result"],
     "Status callbacks by result: applied, ignored (stale), duplicate, unmatched (SID not recorded yet), not_tracked.",
 );
+const POLLS: Series = series(
+    "gateway_polls_total",
+    "counter",
+    &["result"],
+    "Messages whose news stopped coming asked about at Twilio, by result: recovered (a status no callback brought), unchanged, \
+     not_found, error.",
+);
+const POLL_RECOVERED: Series = series(
+    "gateway_poll_recovered_total",
+    "counter",
+    &["status"],
+    "Statuses the poller recovered from Twilio (callbacks that never came), by the status applied.",
+);
 const INBOUND: Series = series("gateway_inbound_total", "counter", &["duplicate"], "Incoming messages, and whether the SID had been seen.");
 const WEBHOOKS_REJECTED: Series =
     series("gateway_webhooks_rejected_total", "counter", &["reason"], "Webhook requests refused: missing_signature, invalid_signature.");
@@ -85,6 +98,8 @@ pub const SERIES: &[Series] = &[
     SENDS,
     TWILIO_SECONDS,
     CALLBACKS,
+    POLLS,
+    POLL_RECOVERED,
     INBOUND,
     WEBHOOKS_REJECTED,
     RATE_LIMITED,
@@ -151,6 +166,16 @@ pub fn twilio_request(elapsed: Duration) {
 /// A status callback ended with `result`.
 pub fn callback(result: &'static str) {
     metrics::counter!(CALLBACKS.name, "result" => result).increment(1);
+}
+
+/// The poller asked Twilio about a message, with `result`.
+pub fn poll(result: &'static str) {
+    metrics::counter!(POLLS.name, "result" => result).increment(1);
+}
+
+/// The poller applied `status`, which no callback had brought.
+pub fn poll_recovered(status: &'static str) {
+    metrics::counter!(POLL_RECOVERED.name, "status" => status).increment(1);
 }
 
 /// An incoming message.

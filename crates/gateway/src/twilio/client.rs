@@ -28,8 +28,10 @@ impl std::fmt::Debug for TwilioClient {
 pub struct CreateMessage {
     /// `whatsapp:+…` recipient.
     pub to: String,
-    /// `whatsapp:+…` sender.
-    pub from: String,
+    /// `whatsapp:+…` sender (`From`)…
+    pub from: Option<String>,
+    /// …or the Messaging Service that picks one (`MessagingServiceSid`).
+    pub messaging_service_sid: Option<String>,
     /// Text.
     pub body: Option<String>,
     /// Media URLs (sent as repeated `MediaUrl`).
@@ -63,9 +65,35 @@ pub struct TwilioMessage {
     /// RFC 2822 creation time.
     #[serde(default)]
     pub date_created: Option<String>,
+    /// RFC 2822 time of the last change (of its status, mostly).
+    #[serde(default)]
+    pub date_updated: Option<String>,
+    /// The Messaging Service it went through, if any.
+    #[serde(default)]
+    pub messaging_service_sid: Option<String>,
     /// Error code, if failed.
     #[serde(default)]
     pub error_code: Option<i64>,
+    /// Error description, if failed.
+    #[serde(default)]
+    pub error_message: Option<String>,
+}
+
+impl TwilioMessage {
+    /// `date_updated` as Unix milliseconds, if Twilio gave a readable one.
+    pub fn updated_at_ms(&self) -> Option<i64> {
+        rfc2822_ms(self.date_updated.as_deref()?)
+    }
+
+    /// `date_created` as Unix milliseconds, if Twilio gave a readable one.
+    pub fn created_at_ms(&self) -> Option<i64> {
+        rfc2822_ms(self.date_created.as_deref()?)
+    }
+}
+
+fn rfc2822_ms(value: &str) -> Option<i64> {
+    let at = time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,7 +165,13 @@ impl TwilioClient {
 
     /// `POST …/Messages.json`.
     pub async fn create_message(&self, req: &CreateMessage) -> Result<TwilioMessage, SendError> {
-        let mut form: Vec<(&str, &str)> = vec![("To", &req.to), ("From", &req.from)];
+        let mut form: Vec<(&str, &str)> = vec![("To", &req.to)];
+        if let Some(from) = &req.from {
+            form.push(("From", from));
+        }
+        if let Some(sid) = &req.messaging_service_sid {
+            form.push(("MessagingServiceSid", sid));
+        }
         if let Some(body) = &req.body {
             form.push(("Body", body));
         }
@@ -161,9 +195,24 @@ impl TwilioClient {
         self.execute(request).await
     }
 
-    /// Messages to `to` from `from`, newest first, following pages (at most 5 pages of 100).
-    pub async fn list_messages(&self, to: &str, from: &str) -> Result<Vec<TwilioMessage>, SendError> {
-        let mut url = format!("{}?To={}&From={}&PageSize=100", self.messages_url(), encode(to), encode(from));
+    /// `GET …/Messages/{sid}.json`: the message as Twilio has it now; `None` if Twilio has no such
+    /// message (deleted, or never created).
+    pub async fn fetch_message(&self, sid: &MessageSid) -> Result<Option<TwilioMessage>, SendError> {
+        let url = format!("{}/2010-04-01/Accounts/{}/Messages/{}.json", self.base_url, self.account_sid, encode(sid.as_str()));
+        let request = self.http.get(url).basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()));
+        match self.execute(request).await {
+            Ok(message) => Ok(Some(message)),
+            Err(SendError::Api { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Messages to `to` (from `from`, when given), newest first, following pages (at most 5 pages of 100).
+    pub async fn list_messages(&self, to: &str, from: Option<&str>) -> Result<Vec<TwilioMessage>, SendError> {
+        let mut url = format!("{}?To={}&PageSize=100", self.messages_url(), encode(to));
+        if let Some(from) = from {
+            url.push_str(&format!("&From={}", encode(from)));
+        }
         let mut found = Vec::new();
         for _ in 0..5 {
             let request = self.http.get(&url).basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()));

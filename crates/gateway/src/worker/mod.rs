@@ -1,11 +1,13 @@
 //! The worker pool: one dispatcher per process claims as many messages as it has free send slots
 //! (`WORKER_CONCURRENCY`) in one call to the queue, and sends each on its own task through
 //! [`Sender`]; plus the sweeper, which re-queues due messages an external queue does not hold,
-//! and the gauges of the backlog. Shutdown is a `CancellationToken`: the dispatcher stops
+//! the [`Poller`], which asks Twilio about messages whose callbacks stopped coming, and the
+//! gauges of the backlog. Shutdown is a `CancellationToken`: the dispatcher stops
 //! claiming and the sends in hand finish.
 
 mod backoff;
 mod pacing;
+mod poller;
 mod reconcile;
 mod sender;
 
@@ -18,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 pub use backoff::backoff_delay;
+pub use poller::{Polled, Poller};
 pub use sender::{SendOutcome, Sender, WorkerError};
 
 use crate::domain::now_ms;
@@ -26,14 +29,16 @@ use crate::store::Store;
 use crate::telemetry::metrics;
 
 /// Which background loops a process runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Loops {
     /// The sweeper: only useful with an external queue, which can lose jobs.
     pub sweeper: bool,
+    /// The poller, unless it is turned off (`POLL_RATE_PER_SEC=0`).
+    pub poller: Option<Arc<Poller>>,
 }
 
-/// Starts the dispatcher, the sweeper (when asked) and the gauges; they run until `shutdown` is
-/// cancelled.
+/// Starts the dispatcher, the sweeper and the poller (when asked) and the gauges; they run until
+/// `shutdown` is cancelled.
 pub fn spawn_pool(sender: Arc<Sender>, store: Store, loops: Loops, shutdown: CancellationToken) -> JoinSet<()> {
     let config = sender.config().clone();
     let mut set = JoinSet::new();
@@ -41,6 +46,9 @@ pub fn spawn_pool(sender: Arc<Sender>, store: Store, loops: Loops, shutdown: Can
     set.spawn(dispatch(sender.clone(), worker_id, shutdown.clone()));
     if loops.sweeper {
         set.spawn(sweep_loop(store.clone(), sender.queue().clone(), config.sweep_interval, shutdown.clone()));
+    }
+    if let Some(poller) = loops.poller {
+        set.spawn(poller.run(shutdown.clone()));
     }
     set.spawn(gauge_loop(store, shutdown));
     set

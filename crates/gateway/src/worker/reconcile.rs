@@ -1,8 +1,7 @@
 //! Asking Twilio what became of an attempt whose answer was lost (a timeout, a dead worker),
 //! before anything is sent again (invariant 3).
 
-use time::OffsetDateTime;
-
+use crate::domain::Origin;
 use crate::store::{AttemptRecord, MessageRecord, Store, StoreError};
 use crate::twilio::{SendError, TwilioClient, TwilioMessage};
 
@@ -22,7 +21,7 @@ pub enum ReconcileError {
 pub enum Lost {
     /// Twilio has exactly one message that can be this attempt's, and no other message of ours
     /// could be its owner: adopt it.
-    Found(TwilioMessage),
+    Found(Box<TwilioMessage>),
     /// Twilio has no message that can be this attempt's: it never got there.
     NotFound,
     /// More than one message at Twilio could be this attempt's, or another message of ours with
@@ -47,19 +46,21 @@ pub async fn find_lost_attempt(
     previous: &AttemptRecord,
 ) -> Result<Lost, ReconcileError> {
     let to = message.to.whatsapp_address();
-    let from = message.from.whatsapp_address();
+    // Through a Messaging Service the number is Twilio's choice: list by recipient, keep the
+    // service's own.
+    let (from, service) = match &message.from {
+        Origin::Number(number) => (Some(number.whatsapp_address()), None),
+        Origin::Service(sid) => (None, Some(sid.as_str())),
+    };
     // Newest first; DateSent is not used because a message still queued at Twilio has none.
-    let listed = twilio.list_messages(&to, &from).await?;
+    let listed = twilio.list_messages(&to, from.as_deref()).await?;
     let earliest = previous.started_at - 5 * 60_000;
     let mut candidates = Vec::new();
     for candidate in listed {
-        let created = candidate
-            .date_created
-            .as_deref()
-            .and_then(|d| OffsetDateTime::parse(d, &time::format_description::well_known::Rfc2822).ok())
-            .map(|d| (d.unix_timestamp_nanos() / 1_000_000) as i64);
+        let created = candidate.created_at_ms();
         let same_content = message.body.is_none() || candidate.body == message.body;
-        if created.is_some_and(|c| c >= earliest) && same_content && store.message_by_sid(&candidate.sid).await?.is_none() {
+        let same_sender = service.is_none_or(|sid| candidate.messaging_service_sid.as_deref() == Some(sid));
+        if created.is_some_and(|c| c >= earliest) && same_content && same_sender && store.message_by_sid(&candidate.sid).await?.is_none() {
             candidates.push(candidate);
         }
     }
@@ -68,7 +69,7 @@ pub async fn find_lost_attempt(
     }
     let rivals = store.lost_attempt_rivals(message, earliest).await?;
     if candidates.len() == 1 && rivals == 0 {
-        return Ok(Lost::Found(candidates.remove(0)));
+        return Ok(Lost::Found(Box::new(candidates.remove(0))));
     }
     Ok(Lost::Ambiguous { candidates: candidates.len(), rivals })
 }

@@ -10,8 +10,10 @@ use super::backoff::backoff_delay;
 use super::pacing::Pacer;
 use super::reconcile::{Lost, find_lost_attempt};
 use crate::config::WorkerConfig;
-use crate::domain::error_codes::VALIDITY_EXPIRED;
-use crate::domain::{AttemptResult, Content, ErrorClass, MAX_VALIDITY_S, MessageId, MessageSid, MessageStatus, PhoneNumber, now_ms};
+use crate::domain::error_codes::{VALIDITY_EXPIRED, deferred_delay};
+use crate::domain::{
+    AttemptResult, Content, ErrorClass, MAX_VALIDITY_S, MessageId, MessageSid, MessageStatus, Origin, PhoneNumber, Senders, now_ms,
+};
 use crate::queue::{JobQueue, QueueError};
 use crate::shared::SharedState;
 use crate::store::{ApplyOutcome, AttemptRecord, Claim, MessageRecord, Store, StoreError};
@@ -57,7 +59,7 @@ pub struct Sender {
     store: Store,
     queue: Arc<dyn JobQueue>,
     twilio: TwilioClient,
-    from: PhoneNumber,
+    senders: Senders,
     status_callback_url: String,
     config: WorkerConfig,
     pacer: Pacer,
@@ -65,24 +67,27 @@ pub struct Sender {
 
 impl std::fmt::Debug for Sender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sender").field("from", &self.from).field("status_callback_url", &self.status_callback_url).finish_non_exhaustive()
+        f.debug_struct("Sender")
+            .field("senders", &self.senders)
+            .field("status_callback_url", &self.status_callback_url)
+            .finish_non_exhaustive()
     }
 }
 
 impl Sender {
-    /// A sender from `from`, asking Twilio to report to `status_callback_url`, pacing each sender
-    /// number through `shared` (so that all instances together keep to the rate).
+    /// A sender from `senders`, asking Twilio to report to `status_callback_url`, pacing each
+    /// sender through `shared` (so that all instances together keep to its rate).
     pub fn new(
         store: Store,
         queue: Arc<dyn JobQueue>,
         twilio: TwilioClient,
-        from: PhoneNumber,
+        senders: Senders,
         status_callback_url: String,
         config: WorkerConfig,
         shared: Arc<dyn SharedState>,
     ) -> Self {
-        let pacer = Pacer::new(shared, config.sender_rate_per_sec);
-        Self { store, queue, twilio, from, status_callback_url, config, pacer }
+        let pacer = Pacer::new(shared, config.sender_rate_per_sec, config.sender_rates.clone());
+        Self { store, queue, twilio, senders, status_callback_url, config, pacer }
     }
 
     /// The worker settings.
@@ -91,8 +96,13 @@ impl Sender {
     }
 
     /// The sender number.
-    pub fn from(&self) -> &PhoneNumber {
-        &self.from
+    pub fn senders(&self) -> &Senders {
+        &self.senders
+    }
+
+    /// The pacer (each sender's rate, and whether it is held back now).
+    pub fn pacer(&self) -> &Pacer {
+        &self.pacer
     }
 
     /// The queue the sender reports finished messages to.
@@ -111,22 +121,22 @@ impl Sender {
         }
         // Pace before the attempt is recorded; the attempt renews the lease as it starts, so the
         // wait does not eat into the time this worker holds the message.
-        self.pacer.wait(message.from.as_e164()).await;
+        self.pacer.wait(message.from.as_str()).await;
         let Some(attempt) = self.store.begin_attempt(id, worker, self.config.lease).await? else {
             return Ok(SendOutcome::Skipped);
         };
-        metrics::sender_in_flight(message.from.as_e164(), 1.0);
+        metrics::sender_in_flight(message.from.as_str(), 1.0);
         let started = Instant::now();
         let answer = self.twilio.create_message(&self.create_request(&message)).await;
         metrics::twilio_request(started.elapsed());
         let outcome = match answer {
             Ok(created) => {
-                self.pacer.relieved(message.from.as_e164());
+                self.pacer.relieved(message.from.as_str());
                 self.accepted(id, worker, attempt, created).await
             }
             Err(error) => self.refused(&message, worker, attempt, error).await,
         };
-        metrics::sender_in_flight(message.from.as_e164(), -1.0);
+        metrics::sender_in_flight(message.from.as_str(), -1.0);
         outcome
     }
 
@@ -207,7 +217,11 @@ impl Sender {
     fn create_request(&self, message: &MessageRecord) -> CreateMessage {
         let mut req = CreateMessage {
             to: message.to.whatsapp_address(),
-            from: message.from.whatsapp_address(),
+            from: message.from.number().map(PhoneNumber::whatsapp_address),
+            messaging_service_sid: match &message.from {
+                Origin::Service(sid) => Some(sid.as_str().to_owned()),
+                Origin::Number(_) => None,
+            },
             status_callback: Some(format!("{}?mid={}", self.status_callback_url, message.id)),
             // What is left of its validity period (the claim expired it if nothing was).
             validity_period: message.expires_at.map(|expires| ((expires - now_ms() + 999) / 1000).clamp(1, MAX_VALIDITY_S)),
@@ -255,6 +269,8 @@ impl Sender {
         let class = match error.class() {
             // The message may exist at Twilio: ask first (the claim does), expire after.
             ErrorClass::Expired if unknown => ErrorClass::Retryable,
+            // Meta delivers no marketing message to a US number: waiting cannot help.
+            ErrorClass::Deferred if message.to.is_us() => ErrorClass::Permanent,
             class => class,
         };
         match class {
@@ -272,13 +288,28 @@ impl Sender {
                 // Held back at most half a lease, so a message claimed meanwhile keeps its lease
                 // while it waits for the sender.
                 let cap = self.config.retry_max.min(self.config.lease / 2);
-                let hold = self.pacer.throttled(message.from.as_e164(), |n| backoff_delay(n, self.config.retry_base, cap)).await;
+                let hold = self.pacer.throttled(message.from.as_str(), |n| backoff_delay(n, self.config.retry_base, cap)).await;
                 let at = now_ms() + i64::try_from(hold.as_millis()).unwrap_or(i64::MAX / 4);
                 self.store.record_throttled(id, worker, attempt, result, at).await?;
                 self.queue.reschedule(id, message.priority, at).await?;
                 metrics::send("throttled");
-                metrics::sender_throttled(message.from.as_e164());
+                metrics::sender_throttled(message.from.as_str());
                 tracing::info!(attempt, error = %error, hold_ms = hold.as_millis() as u64, "Twilio is throttling the sender; holding it back");
+                Ok(SendOutcome::Retrying { at })
+            }
+            ErrorClass::Deferred if last_attempt => {
+                let detail = format!("dead-lettered after {used} attempts; Meta kept holding it back: {error}");
+                self.end(id, worker, Some(attempt), MessageStatus::DeadLettered, result, detail).await?;
+                tracing::warn!(attempt, error = %error, "Meta kept holding the marketing message back: dead-lettered");
+                Ok(SendOutcome::Failed { code })
+            }
+            ErrorClass::Deferred => {
+                let now = now_ms();
+                let at = now + i64::try_from(deferred_delay(used as u32).as_millis()).unwrap_or(i64::MAX / 4);
+                self.store.record_retry(id, worker, attempt, false, result, at).await?;
+                self.queue.reschedule(id, message.priority, at).await?;
+                metrics::send("deferred");
+                tracing::info!(attempt, error = %error, retry_in_ms = at - now, "Meta held the marketing message back; trying again much later");
                 Ok(SendOutcome::Retrying { at })
             }
             ErrorClass::Retryable if last_attempt => {

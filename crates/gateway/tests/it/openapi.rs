@@ -165,6 +165,7 @@ async fn the_document_is_served_without_auth_and_lists_every_route() {
         ("post", "/api/v1/whatsapp/messages/{id}/cancel", Some("bearer")),
         ("post", "/api/v1/whatsapp/messages/retry", Some("bearer")),
         ("get", "/api/v1/whatsapp/phones/{phone}/performance", Some("bearer")),
+        ("get", "/api/v1/whatsapp/senders", Some("bearer")),
         ("post", "/api/v1/whatsapp/status", Some("twilio_signature")),
         ("post", "/api/v1/whatsapp/webhook", Some("twilio_signature")),
         ("get", "/healthz", None),
@@ -213,6 +214,7 @@ async fn the_document_is_served_without_auth_and_lists_every_route() {
     }
     let expected = [
         "to",
+        "from",
         "body",
         "media_urls",
         "content_sid",

@@ -70,3 +70,28 @@ async fn other_permanent_errors_do_not_suppress_the_number() {
     app.send_ok(text_message(phone)).await;
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_marketing_message_meta_holds_back_waits_hours_but_never_for_a_us_number() {
+    let app = TestApp::spawn().await;
+    // A UK and a US recipient: Meta's per-user marketing limit (63049) for both.
+    let (uk, us) = ("+447911123456", "+14155575555");
+    for to in [uk, us] {
+        let limit = RestError { status: 400, code: 63049, message: "Meta chose not to deliver this message".into() };
+        app.emulator.set_behaviour(to, Behaviour { rest_error: Some(limit), ..Default::default() });
+        app.open_window(to);
+    }
+    let held = app.send_ok(text_message(uk)).await;
+    let refused = app.send_ok(text_message(us)).await;
+    let us_status = app.wait_for_status(refused.id, MessageStatus::Failed).await;
+    assert_eq!(us_status.message.error_code, Some(63049));
+    let uk_status = app.wait_for_status(held.id, MessageStatus::Retrying).await;
+    assert_eq!(uk_status.message.error_code, Some(63049));
+    let next =
+        time::OffsetDateTime::parse(uk_status.message.next_attempt_at.as_deref().unwrap(), &time::format_description::well_known::Rfc3339)
+            .unwrap();
+    let wait = next - time::OffsetDateTime::now_utc();
+    assert!(wait > time::Duration::minutes(55) && wait <= time::Duration::minutes(60), "tried again in {wait}");
+    assert_eq!(app.emulator.counters().creates_rejected_4xx, 2, "one try each so far");
+    app.finished_without_checks();
+}

@@ -232,6 +232,7 @@ async fn every_operation_requires_the_scope_it_documents_and_a_token_without_the
             "get /api/v1/whatsapp/messages messages:read",
             "get /api/v1/whatsapp/messages/{id} messages:read",
             "get /api/v1/whatsapp/phones/{phone}/performance metrics:read",
+            "get /api/v1/whatsapp/senders metrics:read",
             "post /api/v1/whatsapp/messages/retry messages:send",
             "post /api/v1/whatsapp/messages/{id}/cancel messages:send",
             "post /api/v1/whatsapp/messages/{id}/retry messages:send",

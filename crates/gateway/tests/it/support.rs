@@ -12,6 +12,7 @@ pub fn outbound(to: &str) -> NewOutboundMessage {
     NewOutboundMessage {
         id: MessageId::new(),
         to: PhoneNumber::parse(to).unwrap(),
+        from: None,
         content: Content::FreeForm { body: Some("x".into()), media_urls: vec![] },
         priority: Priority::DEFAULT,
         send_at: None,

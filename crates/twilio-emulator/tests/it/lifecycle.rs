@@ -144,6 +144,20 @@ async fn reordered_callbacks_arrive_newest_first_after_the_last_change() {
 }
 
 #[tokio::test]
+async fn dropped_callbacks_never_come_but_a_fetch_shows_the_status() {
+    let t = start(fast_config()).await;
+    let rx = Receiver::start(t.emu.auth_token()).await;
+    t.emu.open_window(TO);
+    t.emu.set_behaviour(TO, Behaviour { drop_callbacks: true, ..Behaviour::default() });
+    let sid = sid_of(&t.send_text(TO, Some(&rx.url("/status"))).await.1);
+    let read = eventually(|| async { Some(t.fetch(&sid).await.1).filter(|m| m["status"] == "read") }).await;
+    assert!(read.is_some(), "the message still goes sent → delivered → read");
+    settle().await;
+    assert!(rx.for_sid(&sid).is_empty(), "no callback: {:?}", statuses(&rx.for_sid(&sid)));
+    assert_eq!(t.emu.counters().callbacks_attempted, 0);
+}
+
+#[tokio::test]
 async fn read_receipts_off_stops_at_delivered() {
     let t = start(fast_config()).await;
     let rx = Receiver::start(t.emu.auth_token()).await;

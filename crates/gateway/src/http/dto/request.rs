@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::time::parse_rfc3339;
 use crate::domain::message::{MAX_BODY_CHARS, MAX_MEDIA};
-use crate::domain::{Content, Fallback, MAX_VALIDITY_S, MessageId, NewOutboundMessage, PhoneNumber, Priority};
+use crate::domain::{Content, Fallback, MAX_VALIDITY_S, MessageId, NewOutboundMessage, Origin, PhoneNumber, Priority};
 use crate::http::problem::{ApiError, FieldError};
 use crate::service::SendMode;
 
@@ -18,6 +18,12 @@ pub struct SendMessageRequest {
     /// Recipient, E.164, with or without `whatsapp:`.
     #[schema(example = "whatsapp:+14155550123")]
     pub to: String,
+    /// The sender: one of the gateway's WhatsApp numbers (E.164, with or without `whatsapp:`)
+    /// or its Messaging Service SID (`MG…`). Default: the Messaging Service when one is
+    /// configured, else the number the recipient last dealt with, else one picked for it.
+    #[serde(default)]
+    #[schema(example = "whatsapp:+14155238886")]
+    pub from: Option<String>,
     /// Free-form text (at most 1600 characters, not blank, no control characters other than newline,
     /// carriage return and tab). Required unless `media_urls` or `content_sid` is given; free-form
     /// content is only delivered within 24 hours of the user's last message.
@@ -172,6 +178,8 @@ impl SendMessageRequest {
     pub fn into_domain(self) -> Result<(NewOutboundMessage, SendMode), ApiError> {
         let mut errors = Vec::new();
         let to = PhoneNumber::parse_exact(&self.to).map_err(|e| errors.push(FieldError::new("to", e.to_string()))).ok();
+        let from =
+            self.from.as_deref().and_then(|f| Origin::parse(f).map_err(|e| errors.push(FieldError::new("from", e.to_string()))).ok());
         let media_urls = self.media_urls.unwrap_or_default();
         let content = match (self.content_sid, &self.body, media_urls.is_empty()) {
             (Some(sid), None, true) => {
@@ -256,6 +264,7 @@ impl SendMessageRequest {
                 NewOutboundMessage {
                     id: MessageId::new(),
                     to,
+                    from,
                     content,
                     priority,
                     send_at,

@@ -90,7 +90,7 @@ impl From<MessageRecord> for MessageResource {
             id: m.id,
             message_sid: m.message_sid,
             direction: m.direction,
-            from: m.from.as_e164().to_owned(),
+            from: m.from.as_str().to_owned(),
             to: m.to.as_e164().to_owned(),
             body: m.body,
             media_urls: m.media_urls,
@@ -130,8 +130,8 @@ pub struct HistoryEntry {
     /// Twilio's error code carried by the report, if any.
     pub error_code: Option<i64>,
     /// Where the report came from: `api` (the message was stored), `worker` (Twilio's answer to a
-    /// send), `callback` (a Twilio status callback) or `reconcile` (Twilio asked after an answer
-    /// was lost).
+    /// send), `callback` (a Twilio status callback), `reconcile` (Twilio asked after an answer
+    /// was lost) or `poll` (Twilio asked about a message whose callbacks stopped coming).
     pub source: StatusSource,
     /// Further detail, if any.
     pub detail: Option<String>,

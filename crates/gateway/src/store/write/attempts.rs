@@ -7,7 +7,7 @@ use super::command::{ApplyOutcome, Finish, OperatorOutcome};
 use super::plan::{Plan, millis};
 use crate::domain::error_codes::{UNSUBSCRIBED, VALIDITY_EXPIRED, describe, suppresses};
 use crate::domain::{
-    AttemptOutcome, AttemptResult, MessageId, MessageSid, MessageStatus, OptChange, StatusEvent, StatusSource, UnixMillis,
+    AttemptOutcome, AttemptResult, MessageId, MessageSid, MessageStatus, OptChange, Origin, StatusEvent, StatusSource, UnixMillis,
 };
 use crate::store::error::StoreError;
 use crate::store::records::AttemptRecord;
@@ -111,15 +111,20 @@ impl Plan {
             m.error_message = None;
         }
         let recorded_sid = m.message_sid.clone();
+        // Through a Messaging Service Twilio answers `accepted` (it has yet to pick the number)
+        // and sends no callback for it; from a number, `queued`.
+        let status = if matches!(m.from, Origin::Service(_)) { MessageStatus::Accepted } else { MessageStatus::Queued };
         self.by_sid.insert(sid.clone(), id);
         let result = AttemptResult { http_status: Some(201), ..Default::default() };
         self.finish_attempt(id, attempt, outcome, &result, recorded_sid, at);
-        let event = StatusEvent { status: MessageStatus::Queued, at, error_code: None };
+        let event = StatusEvent { status, at, error_code: None };
         let mut applied = self.apply_event(id, &event, source, None, None);
         for early in self.unmatched.remove(sid).unwrap_or_default() {
             self.changes.unmatched_consumed.insert(sid.clone());
             let event = StatusEvent { status: early.status, at: early.received_at, error_code: early.error_code };
-            if let Some(next) = self.callback(id, &event, Some("arrived before the SID was recorded".into()), None) {
+            if let Some(next) =
+                self.report_once(id, &event, StatusSource::Callback, Some("arrived before the SID was recorded".into()), None)
+            {
                 applied = next;
             }
         }

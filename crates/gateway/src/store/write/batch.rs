@@ -3,9 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use super::command::{Command, Finish, Pick};
+use super::command::{Command, Finish, Pick, PollPick};
 use super::rollups::RollupBook;
-use crate::domain::{Content, MessageId, MessageSid, MessageStatus, OptChange, PhoneNumber, StatusSource, UnixMillis};
+use crate::domain::{Content, MessageId, MessageSid, MessageStatus, OptChange, Origin, PhoneNumber, StatusSource, UnixMillis};
 use crate::store::records::{AttemptRecord, Contact, Flag, MessageRecord, UnmatchedCallback};
 
 /// How long an idempotency key keeps pointing at its message (24 hours).
@@ -32,6 +32,11 @@ pub(crate) struct Keys {
     pub phones: BTreeSet<PhoneNumber>,
     /// Senders of a STOP: their sendable outbound messages are loaded to be canceled.
     pub stopping: BTreeSet<PhoneNumber>,
+    /// The poller's pick (the largest, if a batch carries more than one).
+    pub polls: Option<PollPick>,
+    /// Recipients of new messages routed to a pool of numbers: the number each last dealt with
+    /// is loaded, so that it keeps it.
+    pub last_senders: BTreeSet<PhoneNumber>,
 }
 
 impl Keys {
@@ -40,8 +45,11 @@ impl Keys {
         let mut keys = Self::default();
         for command in commands {
             match command {
-                Command::Insert { message, window_check, .. } => {
+                Command::Insert { message, window_check, route, .. } => {
                     keys.idempotency.extend(message.idempotency_key.clone());
+                    if route.is_pool() {
+                        keys.last_senders.insert(message.to.clone());
+                    }
                     // For its suppression, and its 24-hour window.
                     if !message.force || (*window_check && matches!(message.content, Content::FreeForm { .. })) {
                         keys.phones.insert(message.to.clone());
@@ -72,6 +80,9 @@ impl Keys {
                     keys.sids.insert(report.sid.clone());
                     keys.unmatched.insert(report.sid.clone());
                 }
+                Command::ClaimPolls(pick) => {
+                    keys.polls = Some(keys.polls.filter(|p| p.limit >= pick.limit).unwrap_or(*pick));
+                }
                 Command::Inbound { message, opt } => {
                     keys.sids.insert(message.sid.clone());
                     keys.phones.insert(message.from.clone());
@@ -94,6 +105,8 @@ pub(crate) struct Loaded {
     pub messages: HashMap<MessageId, MessageRecord>,
     /// The most urgent due messages, in order (for `Pick::Next`).
     pub picked: Vec<MessageId>,
+    /// Messages due to be polled, most overdue first (for `Command::ClaimPolls`).
+    pub polled: Vec<MessageId>,
     /// Unresolved attempts of claimable messages.
     pub unresolved: HashMap<MessageId, AttemptRecord>,
     /// Contacts by phone.
@@ -105,6 +118,9 @@ pub(crate) struct Loaded {
     /// The sendable outbound messages to each STOP sender (also in `messages`, with their
     /// unresolved attempts).
     pub sendable_to: HashMap<PhoneNumber, Vec<MessageId>>,
+    /// Our number each recipient of `Keys::last_senders` last dealt with (its latest message,
+    /// either way), where it has one.
+    pub last_senders: HashMap<PhoneNumber, Origin>,
 }
 
 /// A contact update, merged into the stored row (`COALESCE` for the profile, the latest inbound
@@ -153,6 +169,8 @@ pub(crate) struct Changes {
     pub unmatched_new: Vec<UnmatchedCallback>,
     pub contacts: Vec<ContactChange>,
     pub rollups: RollupBook,
+    /// When to poll each message next (0: never again).
+    pub polls: Vec<(MessageId, UnixMillis)>,
 }
 
 pub(crate) fn blank_contact(phone: &PhoneNumber) -> Contact {

@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
+use super::plan::millis;
 use crate::domain::{
-    AttemptOutcome, AttemptResult, InboundMessage, MessageId, MessageSid, MessageStatus, NewOutboundMessage, OptChange, PhoneNumber,
-    StatusEvent, StatusSource, UnixMillis,
+    AttemptOutcome, AttemptResult, InboundMessage, MessageId, MessageSid, MessageStatus, NewOutboundMessage, OptChange, Route, StatusEvent,
+    StatusSource, UnixMillis,
 };
 use crate::store::records::{AttemptRecord, Contact, MessageRecord};
 
@@ -16,8 +17,8 @@ pub enum Command {
     Insert {
         /// The validated message.
         message: NewOutboundMessage,
-        /// The sender it goes out from.
-        from: PhoneNumber,
+        /// How it gets its sender.
+        route: Route,
         /// When the API received it.
         at: UnixMillis,
         /// Refuse free-form content outside the contact's 24-hour window (unless the message
@@ -75,6 +76,9 @@ pub enum Command {
         /// When.
         at: UnixMillis,
     },
+    /// Reserve messages whose news stopped coming for the poller to ask Twilio about, and set when
+    /// each is asked about next.
+    ClaimPolls(PollPick),
     /// Store an incoming message and update its contact.
     Inbound {
         /// The message.
@@ -109,10 +113,49 @@ pub enum Pick {
     Now(MessageId),
 }
 
+/// Which messages the poller asks Twilio about, and how often.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollPick {
+    /// At most this many.
+    pub limit: usize,
+    /// Only messages with no news for this long (`POLL_AFTER_MS`).
+    pub after: Duration,
+    /// The longest wait between two polls of one message (`POLL_MAX_INTERVAL_MS`).
+    pub max_interval: Duration,
+    /// Messages with no news for longer than this are no longer asked about (`POLL_MAX_AGE_MS`).
+    pub max_age: Duration,
+}
+
+impl PollPick {
+    /// When to ask about a message with no news since `last_status_at` again, after asking at
+    /// `now`: as long again as it has been silent (at least `after`, at most `max_interval`), so
+    /// the polls of a silent message thin out geometrically; `None` once that is past the horizon.
+    pub fn next_poll(&self, last_status_at: UnixMillis, now: UnixMillis) -> Option<UnixMillis> {
+        let silence = (now - last_status_at).max(0);
+        let wait = silence.clamp(millis(self.after), millis(self.max_interval).max(millis(self.after)));
+        let next = now + wait;
+        (next - last_status_at <= millis(self.max_age)).then_some(next)
+    }
+}
+
+/// A message the poller is to ask Twilio about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollTarget {
+    /// Our id.
+    pub id: MessageId,
+    /// Twilio's SID.
+    pub sid: MessageSid,
+    /// Its status when claimed.
+    pub status: MessageStatus,
+    /// When it reached that status.
+    pub last_status_at: UnixMillis,
+}
+
 /// What an attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finish {
-    /// Twilio accepted it (`attempt`) and named it `sid`; the message becomes `queued`.
+    /// Twilio accepted it (`attempt`) and named it `sid`; the message becomes `queued` (`accepted`
+    /// through a Messaging Service).
     Accepted {
         /// The attempt.
         attempt: i64,
@@ -197,6 +240,8 @@ pub enum Reply {
     Received(InboundOutcome),
     /// [`Command::Redrive`] and [`Command::Cancel`].
     Operated(OperatorOutcome),
+    /// [`Command::ClaimPolls`]: the messages to ask about, most overdue first.
+    Polls(Vec<PollTarget>),
 }
 
 /// Why a new message was refused (its recipient's row says it cannot be sent as asked); each
@@ -322,4 +367,33 @@ pub struct InboundOutcome {
     pub duplicate: bool,
     /// The contact after the update.
     pub contact: Contact,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_silent_message_is_polled_less_and_less_often_until_its_horizon() {
+        let pick = PollPick {
+            limit: 10,
+            after: Duration::from_secs(600),
+            max_interval: Duration::from_secs(86_400),
+            max_age: Duration::from_secs(3 * 86_400),
+        };
+        let last_status_at = 1_000_000;
+        let mut at = last_status_at + 600_000;
+        let mut waits = Vec::new();
+        while let Some(next) = pick.next_poll(last_status_at, at) {
+            waits.push((next - at) / 1000);
+            at = next;
+        }
+        // As long again as the silence so far, at most a day apart; the last poll within 3 days.
+        assert_eq!(waits, [600, 1200, 2400, 4800, 9600, 19200, 38400, 76800, 86400]);
+        assert!(at - last_status_at <= 3 * 86_400_000 && at + 86_400_000 - last_status_at > 3 * 86_400_000);
+        // A message that had news a moment ago waits the whole `after`.
+        assert_eq!(pick.next_poll(at, at), Some(at + 600_000));
+        // Past the horizon: never again.
+        assert_eq!(pick.next_poll(0, 3 * 86_400_000), None);
+    }
 }

@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::batch::{Changes, ContactChange, Loaded, LogRow, blank_contact, merge_contact};
-use super::command::{ApplyOutcome, Claim, ClaimResult, Command, InboundOutcome, Pick, Refusal, Reply, StatusReport};
+use super::command::{ApplyOutcome, Claim, ClaimResult, Command, InboundOutcome, Pick, PollPick, PollTarget, Refusal, Reply, StatusReport};
 use crate::domain::error_codes::{OUTSIDE_WINDOW, UNSUBSCRIBED, describe};
 use crate::domain::rollup::{Counted, transition};
 use crate::domain::{
     AttemptResult, Content, Direction, InboundMessage, Lifecycle, MAX_VALIDITY_S, MessageId, MessageSid, MessageStatus, NewOutboundMessage,
-    OptChange, PhoneNumber, Priority, StatusEvent, StatusSource, UnixMillis, outside_window, window_open,
+    OptChange, Origin, PhoneNumber, Priority, Route, StatusEvent, StatusSource, UnixMillis, outside_window, window_open,
 };
 use crate::store::error::StoreError;
 use crate::store::records::{AttemptRecord, Contact, MessageRecord, UnmatchedCallback, media_column};
@@ -22,11 +22,13 @@ pub(crate) struct Plan {
     pub messages: HashMap<MessageId, MessageRecord>,
     pub(super) by_sid: HashMap<MessageSid, MessageId>,
     picked: std::vec::IntoIter<MessageId>,
+    polled: std::vec::IntoIter<MessageId>,
     pub(super) unresolved: HashMap<MessageId, AttemptRecord>,
     pub(super) contacts: HashMap<PhoneNumber, Contact>,
     pub(super) unmatched: HashMap<MessageSid, Vec<UnmatchedCallback>>,
     by_key: HashMap<String, MessageId>,
     sendable_to: HashMap<PhoneNumber, Vec<MessageId>>,
+    last_senders: HashMap<PhoneNumber, Origin>,
     shard: String,
     pub changes: Changes,
 }
@@ -40,11 +42,13 @@ impl Plan {
             messages: loaded.messages,
             by_sid,
             picked: loaded.picked.into_iter(),
+            polled: loaded.polled.into_iter(),
             unresolved: loaded.unresolved,
             contacts: loaded.contacts,
             unmatched: loaded.unmatched,
             by_key: loaded.by_key,
             sendable_to: loaded.sendable_to,
+            last_senders: loaded.last_senders,
             shard: shard.to_owned(),
             changes: Changes::default(),
         };
@@ -55,18 +59,19 @@ impl Plan {
 
     fn apply(&mut self, command: &Command) -> Result<Reply, StoreError> {
         Ok(match command {
-            Command::Insert { message, from, at, window_check } => self.insert(message, from, *at, *window_check),
+            Command::Insert { message, route, at, window_check } => self.insert(message, route, *at, *window_check),
             Command::Claim { pick, worker, lease, window_check } => Reply::Claimed(self.claim(pick, worker, *lease, *window_check)),
             Command::BeginAttempt { id, worker, lease, at } => Reply::Began(self.begin_attempt(*id, worker, *lease, *at)),
             Command::Finish { id, worker, outcome, at } => Reply::Applied(self.finish(*id, worker, outcome, *at)?),
             Command::Status(report) => Reply::Applied(self.status(report)?),
             Command::Redrive { id, at } => Reply::Operated(self.redrive(*id, *at)),
             Command::Cancel { id, at } => Reply::Operated(self.cancel(*id, *at, "canceled by the application")),
+            Command::ClaimPolls(pick) => Reply::Polls(self.claim_polls(pick)),
             Command::Inbound { message, opt } => self.inbound(message, *opt),
         })
     }
 
-    fn insert(&mut self, message: &NewOutboundMessage, from: &PhoneNumber, at: UnixMillis, window_check: bool) -> Reply {
+    fn insert(&mut self, message: &NewOutboundMessage, route: &Route, at: UnixMillis, window_check: bool) -> Reply {
         if let Some(existing) = message.idempotency_key.as_ref().and_then(|key| self.by_key.get(key)).and_then(|id| self.messages.get(id)) {
             return Reply::Inserted(Box::new(existing.clone()), false);
         }
@@ -96,11 +101,16 @@ impl Plan {
         }
         let due = message.send_at.unwrap_or(at).max(at);
         let validity_s = message.validity_s.unwrap_or(MAX_VALIDITY_S);
+        // A later message to the same recipient in this batch keeps the sender picked now.
+        let from = route.pick(&message.to, self.last_senders.get(&message.to));
+        if route.is_pool() {
+            self.last_senders.insert(message.to.clone(), from.clone());
+        }
         let record = MessageRecord {
             id: message.id,
             message_sid: None,
             direction: Direction::Outbound,
-            from: from.clone(),
+            from,
             to: message.to.clone(),
             body,
             media_urls,
@@ -198,6 +208,35 @@ impl Plan {
         ClaimResult::Claimed(Box::new(Claim { message, unresolved: self.unresolved.get(&id).cloned() }))
     }
 
+    fn claim_polls(&mut self, pick: &PollPick) -> Vec<PollTarget> {
+        let mut targets = Vec::new();
+        let now = self.now;
+        while targets.len() < pick.limit {
+            let Some(id) = self.polled.next() else { break };
+            let m = &self.messages[&id];
+            // An earlier command of this batch may have settled it.
+            let (Some(sid), true) = (m.message_sid.clone(), MessageStatus::UNSETTLED.contains(&m.status())) else { continue };
+            let next = pick.next_poll(m.lifecycle.last_status_at, now);
+            self.changes.polls.push((id, next.unwrap_or(0)));
+            // Past the horizon it is asked about one last time.
+            targets.push(PollTarget { id, sid, status: m.status(), last_status_at: m.lifecycle.last_status_at });
+        }
+        targets
+    }
+
+    /// A status the poller learned from Twilio: applied (and logged) only if it is news — a
+    /// step forward that no callback has reported — so asking again and again logs nothing.
+    fn polled(&mut self, id: MessageId, report: &StatusReport) -> ApplyOutcome {
+        let m = &self.messages[&id];
+        let current = m.status();
+        if m.callbacks_seen & report.event.status.bit() == 0 && !m.lifecycle.apply(&report.event).status_changed {
+            return ApplyOutcome::Ignored { current };
+        }
+        // Marked as reported, so that the callback, should it come late, is a duplicate.
+        self.report_once(id, &report.event, StatusSource::Poll, None, report.error_message.clone())
+            .unwrap_or(ApplyOutcome::Duplicate { current })
+    }
+
     fn status(&mut self, report: &StatusReport) -> Result<ApplyOutcome, StoreError> {
         let by_id = report.id.filter(|id| {
             self.messages.get(id).is_some_and(|m| m.message_sid.as_ref().is_none_or(|sid| *sid == report.sid))
@@ -210,11 +249,14 @@ impl Plan {
             self.touch(id).expect("present").message_sid = Some(report.sid.clone());
             self.by_sid.insert(report.sid.clone(), id);
         }
+        if report.source == StatusSource::Poll {
+            return Ok(self.polled(id, report));
+        }
         if report.source != StatusSource::Callback {
             return Ok(self.apply_event(id, &report.event, report.source, None, report.error_message.clone()));
         }
         let current = self.messages[&id].status();
-        let mut outcome = match self.callback(id, &report.event, None, report.error_message.clone()) {
+        let mut outcome = match self.report_once(id, &report.event, StatusSource::Callback, None, report.error_message.clone()) {
             Some(outcome) => outcome,
             None => return Ok(ApplyOutcome::Duplicate { current }),
         };
@@ -222,18 +264,22 @@ impl Plan {
         for early in self.unmatched.remove(&report.sid).unwrap_or_default() {
             self.changes.unmatched_consumed.insert(report.sid.clone());
             let event = StatusEvent { status: early.status, at: early.received_at, error_code: early.error_code };
-            if let Some(next) = self.callback(id, &event, Some("arrived before the SID was recorded".into()), None) {
+            if let Some(next) =
+                self.report_once(id, &event, StatusSource::Callback, Some("arrived before the SID was recorded".into()), None)
+            {
                 outcome = next;
             }
         }
         Ok(outcome)
     }
 
-    /// Applies a callback once: `None` if a callback with this status was already applied.
-    pub(super) fn callback(
+    /// Applies a status Twilio reported (a callback, or a poll's answer) once: `None` if a report
+    /// of this status was already applied.
+    pub(super) fn report_once(
         &mut self,
         id: MessageId,
         event: &StatusEvent,
+        source: StatusSource,
         detail: Option<String>,
         error_message: Option<String>,
     ) -> Option<ApplyOutcome> {
@@ -243,7 +289,7 @@ impl Plan {
             return None;
         }
         self.touch(id)?.callbacks_seen |= bit;
-        let outcome = self.apply_event(id, event, StatusSource::Callback, detail, error_message);
+        let outcome = self.apply_event(id, event, source, detail, error_message);
         if matches!(outcome, ApplyOutcome::Applied { current: MessageStatus::Failed | MessageStatus::Undelivered, .. }) {
             self.recipient_refused(id, event.error_code, event.at);
         }
@@ -272,11 +318,13 @@ impl Plan {
             return Reply::Received(InboundOutcome { message_id: *existing, duplicate: true, contact });
         }
         let at = message.received_at;
+        // The contact wrote to this number: a reply from the pool goes out from it.
+        self.last_senders.insert(message.from.clone(), Origin::Number(message.to.clone()));
         let record = MessageRecord {
             id: MessageId::new(),
             message_sid: Some(message.sid.clone()),
             direction: Direction::Inbound,
-            from: message.from.clone(),
+            from: Origin::Number(message.from.clone()),
             to: message.to.clone(),
             body: message.body.clone(),
             media_urls: message.media_urls.clone(),

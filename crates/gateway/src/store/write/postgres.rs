@@ -14,11 +14,11 @@ use sqlx::{Connection as _, Executor as _, PgConnection};
 use super::batch::IDEMPOTENCY_KEY_LIFETIME_MS;
 use super::batch::{Keys, Loaded};
 use super::command::{Command, Reply};
-use super::plan::Plan;
+use super::plan::{Plan, millis};
 use super::rollups::{Counters, RollupKey};
 use super::sql;
 use super::writer::Executor;
-use crate::domain::{MessageId, PhoneNumber};
+use crate::domain::{MessageId, Origin, PhoneNumber};
 use crate::store::error::StoreError;
 use crate::store::records::{AttemptRecord, Contact, MessageRecord, UnmatchedCallback};
 
@@ -124,6 +124,27 @@ async fn load(conn: &mut PgConnection, keys: Keys) -> Result<Loaded, StoreError>
             loaded.messages.insert(message.id, message);
         }
     }
+    if let Some(pick) = keys.polls {
+        let limit = i64::try_from(pick.limit).unwrap_or(i64::MAX);
+        let silent_since = now - millis(pick.after);
+        let due: Vec<MessageRecord> =
+            sqlx::query_as(sql::PG_PICK_POLL_DUE).bind(now).bind(silent_since).bind(limit).fetch_all(&mut *conn).await?;
+        let room = limit - i64::try_from(due.len()).unwrap_or(limit);
+        let fresh: Vec<MessageRecord> = if room > 0 {
+            sqlx::query_as(sql::PG_PICK_UNPOLLED)
+                .bind(silent_since)
+                .bind(now - millis(pick.max_age))
+                .bind(room)
+                .fetch_all(&mut *conn)
+                .await?
+        } else {
+            Vec::new()
+        };
+        for message in due.into_iter().chain(fresh) {
+            loaded.polled.push(message.id);
+            loaded.messages.insert(message.id, message);
+        }
+    }
     if !keys.ids.is_empty() || !keys.sids.is_empty() {
         let rows: Vec<MessageRecord> = sqlx::query_as(sql::PG_LOAD_MESSAGES)
             .bind(texts(&keys.ids))
@@ -146,6 +167,13 @@ async fn load(conn: &mut PgConnection, keys: Keys) -> Result<Loaded, StoreError>
         for row in rows {
             loaded.unmatched.entry(row.message_sid.clone()).or_default().push(row);
         }
+    }
+    if !keys.last_senders.is_empty() {
+        let rows: Vec<(PhoneNumber, Origin)> = sqlx::query_as(sql::PG_LOAD_LAST_SENDERS)
+            .bind(texts(keys.last_senders.iter().map(|p| p.as_e164())))
+            .fetch_all(&mut *conn)
+            .await?;
+        loaded.last_senders.extend(rows);
     }
     let stopped = loaded.sendable_to.values().flatten().copied();
     let claimable: BTreeSet<MessageId> = loaded.picked.iter().copied().chain(keys.claim_ids.iter().copied()).chain(stopped).collect();
@@ -180,7 +208,7 @@ async fn write(conn: &mut PgConnection, plan: &Plan) -> Result<(), StoreError> {
             .bind(texts(rows.iter().map(|(r, _, _)| r.id)))
             .bind(rows.iter().map(|(r, _, _)| r.message_sid.as_ref().map(|s| s.as_str().to_owned())).collect::<Vec<_>>())
             .bind(texts(rows.iter().map(|(r, _, _)| r.direction.as_str())))
-            .bind(texts(rows.iter().map(|(r, _, _)| r.from.as_e164())))
+            .bind(texts(rows.iter().map(|(r, _, _)| r.from.as_str())))
             .bind(texts(rows.iter().map(|(r, _, _)| r.to.as_e164())))
             .bind(rows.iter().map(|(r, _, _)| r.body.clone()).collect::<Vec<_>>())
             .bind(rows.iter().map(|(_, _, media)| media.clone()).collect::<Vec<_>>())
@@ -292,6 +320,13 @@ async fn write(conn: &mut PgConnection, plan: &Plan) -> Result<(), StoreError> {
             .bind(texts(unmatched.iter().map(|c| c.status.as_str())))
             .bind(unmatched.iter().map(|c| c.error_code).collect::<Vec<_>>())
             .bind(unmatched.iter().map(|c| c.received_at).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+    }
+    if !changes.polls.is_empty() {
+        sqlx::query(sql::PG_SET_POLL_AT)
+            .bind(texts(changes.polls.iter().map(|(id, _)| id)))
+            .bind(changes.polls.iter().map(|(_, at)| *at).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
     }

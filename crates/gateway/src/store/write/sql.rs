@@ -1,4 +1,5 @@
-//! PostgreSQL's set-based statements: one per table, each taking one array per column.
+//! PostgreSQL's set-based statements: one per table, each taking one array per column (and the
+//! list of unsettled statuses both backends poll).
 
 pub(super) const PG_INSERT_MESSAGES: &str = "INSERT INTO messages (id, message_sid, direction, from_addr, to_addr, body, \
      media_urls, content_sid, content_variables, status, error_code, error_message, priority, attempts, reference, metadata, \
@@ -103,10 +104,42 @@ pub(super) const PG_LOAD_BY_KEY: &str =
     "SELECT idempotency_key AS key, messages.* FROM messages WHERE idempotency_key = ANY($1) FOR UPDATE";
 pub(super) const PG_PICK: &str = "SELECT * FROM messages WHERE status IN ('pending', 'retrying') AND next_attempt_at <= $1 \
      AND (lease_until IS NULL OR lease_until < $1) ORDER BY priority, next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED";
+/// The statuses of `MessageStatus::UNSETTLED`, as the poll statements (and the partial indexes of
+/// migration 0009) list them.
+macro_rules! unsettled {
+    () => {
+        "('scheduled', 'accepted', 'queued', 'sending', 'sent', 'partially_delivered', 'delivered')"
+    };
+}
+pub(super) use unsettled;
+
+/// Messages never polled, silent since before `$1` but not before `$2`, longest silent first.
+pub(super) const PG_PICK_UNPOLLED: &str = concat!(
+    "SELECT * FROM messages WHERE poll_at IS NULL AND message_sid IS NOT NULL AND status IN ",
+    unsettled!(),
+    " AND last_status_at <= $1 AND last_status_at >= $2 ORDER BY last_status_at LIMIT $3 FOR UPDATE SKIP LOCKED"
+);
+/// Messages polled before and due again at `$1`, silent since before `$2`, most overdue first.
+pub(super) const PG_PICK_POLL_DUE: &str = concat!(
+    "SELECT * FROM messages WHERE poll_at > 0 AND poll_at <= $1 AND status IN ",
+    unsettled!(),
+    " AND last_status_at <= $2 ORDER BY poll_at LIMIT $3 FOR UPDATE SKIP LOCKED"
+);
+pub(super) const PG_SET_POLL_AT: &str = "UPDATE messages AS m SET poll_at = v.poll_at \
+     FROM UNNEST($1::text[], $2::bigint[]) AS v(id, poll_at) WHERE m.id = v.id";
 pub(super) const PG_LOAD_SENDABLE_TO: &str = "SELECT * FROM messages WHERE to_addr = ANY($1) AND direction = 'outbound' \
      AND status IN ('pending', 'retrying') ORDER BY id FOR UPDATE";
 pub(super) const PG_LOAD_MESSAGES: &str = "SELECT * FROM messages WHERE id = ANY($1) OR message_sid = ANY($2) ORDER BY id FOR UPDATE";
 pub(super) const PG_LOAD_UNMATCHED: &str = "SELECT * FROM unmatched_callbacks WHERE message_sid = ANY($1) ORDER BY id";
+/// Our number each phone last dealt with: the sender of its latest outbound message or the
+/// recipient of its latest inbound one, whichever is newer (each found by one index probe).
+pub(super) const PG_LOAD_LAST_SENDERS: &str = "SELECT p.phone, CASE WHEN i.created_at > o.created_at OR o.created_at IS NULL \
+     THEN i.to_addr ELSE o.from_addr END AS ours FROM unnest($1::text[]) AS p(phone) \
+     LEFT JOIN LATERAL (SELECT from_addr, created_at FROM messages WHERE to_addr = p.phone AND direction = 'outbound' \
+     ORDER BY created_at DESC LIMIT 1) o ON true \
+     LEFT JOIN LATERAL (SELECT to_addr, created_at FROM messages WHERE from_addr = p.phone AND direction = 'inbound' \
+     ORDER BY created_at DESC LIMIT 1) i ON true \
+     WHERE o.created_at IS NOT NULL OR i.created_at IS NOT NULL";
 pub(super) const PG_LOAD_CONTACTS: &str = "SELECT * FROM contacts WHERE phone = ANY($1)";
 pub(super) const PG_LOAD_UNRESOLVED: &str =
     "SELECT * FROM send_attempts WHERE message_id = ANY($1) AND outcome IN ('in_flight', 'unknown') ORDER BY attempt";
@@ -118,10 +151,14 @@ pub(super) const PG_STATEMENTS: &[&str] = &[
     PG_FREE_KEYS,
     PG_LOAD_BY_KEY,
     PG_PICK,
+    PG_PICK_UNPOLLED,
+    PG_PICK_POLL_DUE,
+    PG_SET_POLL_AT,
     PG_LOAD_SENDABLE_TO,
     PG_LOAD_MESSAGES,
     PG_LOAD_UNMATCHED,
     PG_LOAD_CONTACTS,
+    PG_LOAD_LAST_SENDERS,
     PG_LOAD_UNRESOLVED,
     PG_INSERT_MESSAGES,
     PG_UPDATE_MESSAGES,
@@ -140,6 +177,20 @@ pub(super) const PG_STATEMENTS: &[&str] = &[
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_poll_statements_and_indexes_list_the_unsettled_statuses() {
+        let listed = format!(
+            "({})",
+            crate::domain::MessageStatus::UNSETTLED.iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(", ")
+        );
+        assert_eq!(unsettled!(), listed);
+        for migration in
+            [include_str!("../../../migrations/postgres/0009_poll.sql"), include_str!("../../../migrations/sqlite/0009_poll.sql")]
+        {
+            assert_eq!(migration.matches(&listed).count(), 2, "both partial indexes");
+        }
+    }
+
     #[test]
     fn every_statement_is_prepared_when_a_writer_connects() {
         let declared: Vec<&str> = include_str!("sql.rs")

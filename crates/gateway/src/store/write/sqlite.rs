@@ -12,10 +12,11 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehav
 use super::batch::IDEMPOTENCY_KEY_LIFETIME_MS;
 use super::batch::{Keys, Loaded, merged_contact_changes, opt_code};
 use super::command::{Command, Reply};
-use super::plan::Plan;
+use super::plan::{Plan, millis};
+use super::sql;
 use super::writer::Executor;
 use crate::domain::rollup::Counted;
-use crate::domain::{Lifecycle, MessageId, PhoneNumber, now_ms};
+use crate::domain::{Lifecycle, MessageId, Origin, PhoneNumber, now_ms};
 use crate::store::error::StoreError;
 use crate::store::records::{AttemptRecord, Contact, Flag, MessageRecord, UnmatchedCallback};
 
@@ -118,6 +119,13 @@ fn messages(tx: &Transaction<'_>, sql: &str, params: impl rusqlite::Params) -> R
     Ok(rows)
 }
 
+/// `sql::PG_LOAD_LAST_SENDERS` for one phone, on SQLite.
+const SQLITE_LOAD_LAST_SENDER: &str = "SELECT ours FROM ( \
+     SELECT * FROM (SELECT from_addr AS ours, created_at FROM messages WHERE to_addr = ?1 AND direction = 'outbound' \
+     ORDER BY created_at DESC LIMIT 1) \
+     UNION ALL SELECT * FROM (SELECT to_addr AS ours, created_at FROM messages WHERE from_addr = ?1 AND direction = 'inbound' \
+     ORDER BY created_at DESC LIMIT 1)) ORDER BY created_at DESC LIMIT 1";
+
 fn load(tx: &Transaction<'_>, keys: Keys) -> Result<Loaded, StoreError> {
     let now = now_ms();
     let mut loaded = Loaded { now, ..Loaded::default() };
@@ -138,6 +146,37 @@ fn load(tx: &Transaction<'_>, keys: Keys) -> Result<Loaded, StoreError> {
         )?;
         for message in picked {
             loaded.picked.push(message.id);
+            loaded.messages.insert(message.id, message);
+        }
+    }
+    if let Some(pick) = keys.polls {
+        let limit = i64::try_from(pick.limit).unwrap_or(i64::MAX);
+        let silent_since = now - millis(pick.after);
+        let due = messages(
+            tx,
+            concat!(
+                "SELECT * FROM messages WHERE poll_at > 0 AND poll_at <= ?1 AND status IN ",
+                sql::unsettled!(),
+                " AND last_status_at <= ?2 ORDER BY poll_at LIMIT ?3"
+            ),
+            params![now, silent_since, limit],
+        )?;
+        let room = limit - i64::try_from(due.len()).unwrap_or(limit);
+        let fresh = if room > 0 {
+            messages(
+                tx,
+                concat!(
+                    "SELECT * FROM messages WHERE poll_at IS NULL AND message_sid IS NOT NULL AND status IN ",
+                    sql::unsettled!(),
+                    " AND last_status_at <= ?1 AND last_status_at >= ?2 ORDER BY last_status_at LIMIT ?3"
+                ),
+                params![silent_since, now - millis(pick.max_age), room],
+            )?
+        } else {
+            Vec::new()
+        };
+        for message in due.into_iter().chain(fresh) {
+            loaded.polled.push(message.id);
             loaded.messages.insert(message.id, message);
         }
     }
@@ -173,6 +212,10 @@ fn load(tx: &Transaction<'_>, keys: Keys) -> Result<Loaded, StoreError> {
         if !rows.is_empty() {
             loaded.unmatched.insert(sid.clone(), rows);
         }
+    }
+    for phone in &keys.last_senders {
+        let ours: Option<Origin> = tx.prepare_cached(SQLITE_LOAD_LAST_SENDER)?.query_row([phone], |row| row.get(0)).optional()?;
+        loaded.last_senders.extend(ours.map(|o| (phone.clone(), o)));
     }
     let stopped = loaded.sendable_to.values().flatten().copied();
     let claimable: BTreeSet<MessageId> = loaded.picked.iter().copied().chain(keys.claim_ids.iter().copied()).chain(stopped).collect();
@@ -360,6 +403,9 @@ fn write(tx: &Transaction<'_>, plan: &Plan) -> Result<(), StoreError> {
              suppressed_at = CASE WHEN ?7 IS NOT NULL THEN ?4 WHEN ?6 IS NOT NULL THEN NULL ELSE contacts.suppressed_at END",
         )?
         .execute(params![c.phone, c.profile_name, c.wa_id, c.at, opt_code(c.opt), c.inbound_at, c.suppress])?;
+    }
+    for (id, at) in &changes.polls {
+        tx.prepare_cached("UPDATE messages SET poll_at = ?2 WHERE id = ?1")?.execute(params![id, at])?;
     }
     write_rollups(tx, plan)
 }

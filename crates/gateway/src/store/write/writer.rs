@@ -359,6 +359,7 @@ mod tests {
         let message = NewOutboundMessage {
             id: MessageId::new(),
             to: to.clone(),
+            from: None,
             content: Content::FreeForm { body: Some("hi".into()), media_urls: Vec::new() },
             priority: Priority::DEFAULT,
             send_at: None,
@@ -369,7 +370,7 @@ mod tests {
             fallback: None,
             force: false,
         };
-        Command::Insert { message, from: to, at: 0, window_check: false }
+        Command::Insert { message, route: to.into(), at: 0, window_check: false }
     }
 
     #[tokio::test]
