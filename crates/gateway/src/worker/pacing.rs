@@ -22,6 +22,11 @@ use crate::shared::SharedState;
 /// keeps any second at Twilio within the rate however they bunch.
 const PACED_SECOND: Duration = Duration::from_millis(1_020);
 
+/// Slots are reserved for the sends waiting, but never fewer than this much time's worth: below a
+/// few slots per 10 ms (80/s is one per 12.75 ms) unused ones would slow other instances down;
+/// above, they cost nothing, and reserving one at a time would cost a round trip per send.
+const MIN_RESERVE: Duration = Duration::from_millis(10);
+
 /// Slots this instance holds for one sender.
 #[derive(Debug)]
 struct Slots {
@@ -62,6 +67,8 @@ struct Rate {
     per_second: u32,
     spacing: Duration,
     block: u32,
+    /// The fewest slots worth reserving: `MIN_RESERVE` of them.
+    min_reserve: u32,
     /// This rate alone, while the shared state is unreachable (the default rate's senders share
     /// the keyed fallback).
     fallback: Option<DefaultDirectRateLimiter>,
@@ -73,6 +80,7 @@ impl Rate {
         Self {
             per_second: rate.get(),
             spacing: PACED_SECOND / rate.get(),
+            min_reserve: u32::try_from(MIN_RESERVE.as_nanos() / (PACED_SECOND / rate.get()).as_nanos().max(1)).unwrap_or(u32::MAX),
             block: (rate.get() / 10).max(1),
             fallback: own_fallback.then(|| RateLimiter::direct(Quota::per_second(rate))),
         }
@@ -178,10 +186,12 @@ impl Pacer {
             }
             // Reserve while holding the lock, so that this instance's tasks do not all reserve
             // at once; as many slots as there are sends waiting (at most a block), so that none
-            // is reserved for nobody while other instances have sends waiting.
+            // is reserved for nobody while other instances have sends waiting — but at least
+            // `MIN_RESERVE` worth, so that a fast rate does not cost a round trip per send.
             let rate = self.rate_of(sender);
             let ahead = rate.spacing * rate.block;
-            let wanted = entry.waiting.load(std::sync::atomic::Ordering::Relaxed).clamp(1, rate.block);
+            let waiting = entry.waiting.load(std::sync::atomic::Ordering::Relaxed);
+            let wanted = waiting.max(rate.min_reserve).clamp(1, rate.block);
             match self.shared.reserve(&format!("pace:{sender}"), rate.spacing, wanted, ahead).await {
                 Ok(r) if r.granted > 0 => {
                     *held = Some(Slots { next: Instant::now() + r.start_in, left: r.granted, spacing: r.spacing });
