@@ -19,7 +19,8 @@ pub struct MessageResource {
     pub message_sid: Option<MessageSid>,
     /// Sent by the gateway, or received from a user.
     pub direction: Direction,
-    /// The sender, E.164.
+    /// The sender: for an outbound message the number it went out from (E.164) or the Messaging
+    /// Service it went through (`MG…`); for an inbound one the contact.
     #[schema(example = "+14155238886")]
     pub from: String,
     /// The recipient, E.164.
