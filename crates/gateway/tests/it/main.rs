@@ -26,6 +26,7 @@ mod policy;
 mod poll;
 mod redis_cluster;
 mod redis_queue;
+mod resend;
 mod secrets;
 mod security;
 mod send_batch;

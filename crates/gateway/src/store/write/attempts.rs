@@ -100,6 +100,12 @@ impl Plan {
             return Err(StoreError::Corrupt(format!("SID {sid} is already recorded for another message than {id}")));
         }
         let m = self.touch(id).expect("checked by the caller");
+        // A message being sent again (see `resends`) keeps its old SID until now.
+        let retired = if m.status() == MessageStatus::Retrying && m.message_sid.as_ref().is_some_and(|old| old != sid) {
+            m.message_sid.replace(sid.clone())
+        } else {
+            None
+        };
         if m.message_sid.is_none() {
             m.message_sid = Some(sid.clone());
         }
@@ -114,6 +120,9 @@ impl Plan {
         // Through a Messaging Service Twilio answers `accepted` (it has yet to pick the number)
         // and sends no callback for it; from a number, `queued`.
         let status = if matches!(m.from, Origin::Service(_)) { MessageStatus::Accepted } else { MessageStatus::Queued };
+        if let Some(old) = retired {
+            self.by_sid.remove(&old);
+        }
         self.by_sid.insert(sid.clone(), id);
         let result = AttemptResult { http_status: Some(201), ..Default::default() };
         self.finish_attempt(id, attempt, outcome, &result, recorded_sid, at);

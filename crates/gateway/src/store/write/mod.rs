@@ -7,6 +7,7 @@ mod batch;
 pub mod command;
 mod plan;
 mod postgres;
+mod resends;
 pub mod rollups;
 mod sql;
 mod sqlite;

@@ -245,6 +245,9 @@ impl Plan {
         let Some(id) = by_id.or_else(|| self.by_sid.get(&report.sid).copied()) else {
             return Ok(self.keep_unmatched(report));
         };
+        if self.retired_sid(id, &report.sid) {
+            return Ok(ApplyOutcome::Duplicate { current: MessageStatus::Retrying });
+        }
         if self.messages[&id].message_sid.is_none() {
             self.touch(id).expect("present").message_sid = Some(report.sid.clone());
             self.by_sid.insert(report.sid.clone(), id);
@@ -289,6 +292,9 @@ impl Plan {
             return None;
         }
         self.touch(id)?.callbacks_seen |= bit;
+        if let Some(resend) = self.resend_for(id, event) {
+            return Some(self.resend(id, event, source, resend));
+        }
         let outcome = self.apply_event(id, event, source, detail, error_message);
         if matches!(outcome, ApplyOutcome::Applied { current: MessageStatus::Failed | MessageStatus::Undelivered, .. }) {
             self.recipient_refused(id, event.error_code, event.at);
