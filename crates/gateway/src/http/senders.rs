@@ -67,6 +67,9 @@ pub struct SenderView {
     /// Send attempts Twilio throttled (429, 20429, 63018); each such message waited and was sent
     /// again, none failed for it.
     pub throttled: i64,
+    /// Incoming messages to it (a number) since `since`: the contacts who wrote to it, and
+    /// whose replies go out from it.
+    pub received: i64,
     /// Its health: `locked` (63051, nothing delivered since), `throttled` (held back now), else
     /// from its failure rate.
     pub health: SenderHealth,
@@ -124,6 +127,7 @@ pub(super) async fn senders(
                 read: r.stats.read,
                 failed: r.stats.failed,
                 throttled: r.stats.throttled,
+                received: r.stats.received,
                 health: r.health,
                 locked_at: r.stats.locked_at.filter(|_| r.locked).map(rfc3339),
                 held_back_ms: r.held_back.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),

@@ -137,12 +137,16 @@ impl Store {
         let throttled = "SELECT COUNT(*) FROM send_attempts a JOIN messages m ON m.id = a.message_id \
              WHERE m.from_addr = $1 AND m.direction = 'outbound' AND m.created_at >= $2 \
              AND (a.http_status = 429 OR a.error_code IN (20429, 63018))";
-        let (mut stats, throttled): (SenderStats, i64) = on_pool!(self, pool => {
+        // Through `messages_to` (to_addr, created_at).
+        let received = "SELECT COUNT(*) FROM messages WHERE to_addr = $1 AND direction = 'inbound' AND created_at >= $2";
+        let (mut stats, throttled, received): (SenderStats, i64, i64) = on_pool!(self, pool => {
             let stats = sqlx::query_as(counts).bind(sender).bind(since).fetch_one(pool).await?;
             let throttled = sqlx::query_scalar(throttled).bind(sender).bind(since).fetch_one(pool).await?;
-            (stats, throttled)
+            let received = sqlx::query_scalar(received).bind(sender).bind(since).fetch_one(pool).await?;
+            (stats, throttled, received)
         });
         stats.throttled = throttled;
+        stats.received = received;
         Ok(stats)
     }
 

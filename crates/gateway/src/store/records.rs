@@ -297,6 +297,9 @@ pub struct SenderStats {
     /// Send attempts Twilio throttled (429, 20429, 63018).
     #[sqlx(default)]
     pub throttled: i64,
+    /// Incoming messages to it (a number; a Messaging Service's arrive at its numbers).
+    #[sqlx(default)]
+    pub received: i64,
     /// The latest 63051 (the WhatsApp Business Account is locked) on one of its messages.
     pub locked_at: Option<UnixMillis>,
     /// The latest delivery: a lock is over once a message is delivered after it.

@@ -75,6 +75,10 @@ async fn a_reply_goes_out_from_the_number_the_contact_wrote_to() {
     app.open_window(contact);
     let reply = app.send_ok(text_message(contact)).await;
     assert_eq!(reply.from, number.as_e164());
+    // The incoming message counts for the number it came to.
+    let view: SendersView = app.get_ok("/api/v1/whatsapp/senders").await;
+    let received: Vec<(&str, i64)> = view.senders.iter().map(|s| (s.sender.as_str(), s.received)).collect();
+    assert_eq!(received, [(POOL[0], 0), (POOL[1], 0), (POOL[2], 1)]);
     app.finish().await;
 }
 
