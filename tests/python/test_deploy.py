@@ -60,6 +60,10 @@ RARE_SERIES = {
     "gateway_writer_isolations_total": "metrics::writer_isolation()",  # a write batch failed and was split
     # a status callback never came, and the poller recovered it (POLL_AFTER_MS after the last news)
     "gateway_poll_recovered_total": "metrics::poll_recovered(",
+    # an event endpoint failed every delivery for EVENTS_DISABLE_AFTER_MS (days, by default)
+    "gateway_event_endpoints_disabled_total": "metrics::event_endpoint_disabled()",
+    # an attempt to deliver an event (the run has no event endpoint)
+    "gateway_event_attempts_total": "metrics::event_attempt(",
 }
 # Label values that only appear on rare events (an attempt whose answer was lost, then found at
 # Twilio), checked against the Rust call that sets them.
@@ -70,6 +74,8 @@ RARE_LABEL_VALUES = {
     # a 5xx answer (a dependency down, a bug); the Rust test api::health_readiness_and_prometheus_answer
     # checks the series; every answer goes through this call, whatever its status
     ("gateway_http_requests_total", "status", "5xx"): "telemetry::metrics::http_request(",
+    # an event given up after EVENTS_MAX_AGE_MS (a day, by default)
+    ("gateway_event_attempts_total", "result", "failed"): "None => \"failed\"",
 }
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")

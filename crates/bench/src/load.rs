@@ -11,6 +11,45 @@ use time::OffsetDateTime;
 
 use crate::{LoadArgs, Tally, base, http_client, per_second, rfc3339, round3};
 
+/// The application's side of the event webhooks: answers every post 204 and counts the distinct
+/// `webhook-id`s (a repeat of one is a delivery retried, not a new event).
+struct EventReceiver {
+    seen: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    requests: Arc<AtomicUsize>,
+}
+
+impl EventReceiver {
+    async fn start(port: u16) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.with_context(|| format!("cannot listen on port {port}"))?;
+        let seen: Arc<std::sync::Mutex<std::collections::HashSet<String>>> = Arc::default();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (s, r) = (seen.clone(), requests.clone());
+        let app = axum::Router::new().route(
+            "/events",
+            axum::routing::post(move |headers: axum::http::HeaderMap| {
+                let (s, r) = (s.clone(), r.clone());
+                async move {
+                    r.fetch_add(1, Ordering::Relaxed);
+                    if let Some(id) = headers.get("webhook-id").and_then(|v| v.to_str().ok()) {
+                        s.lock().expect("not poisoned").insert(id.to_owned());
+                    }
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(Self { seen, requests })
+    }
+
+    fn distinct(&self) -> usize {
+        self.seen.lock().expect("not poisoned").len()
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::Relaxed)
+    }
+}
+
 /// Sends `--messages` messages from `--clients` tasks, then waits until every accepted one is read.
 pub(crate) async fn load(args: LoadArgs) -> anyhow::Result<Value> {
     ensure!(args.messages > 0 && args.clients > 0, "--messages and --clients must be at least 1");
@@ -28,6 +67,10 @@ pub(crate) async fn load(args: LoadArgs) -> anyhow::Result<Value> {
     let from = rfc3339(OffsetDateTime::now_utc() - time::Duration::days(2))?;
     eprintln!("wg-bench load: {} messages, {} clients → {base}", args.messages, args.clients);
 
+    let events = match args.events_port {
+        Some(port) => Some(EventReceiver::start(port).await?),
+        None => None,
+    };
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..args.clients.min(args.messages) {
@@ -84,11 +127,16 @@ pub(crate) async fn load(args: LoadArgs) -> anyhow::Result<Value> {
             Ok(response) => bail!("GET delivery-metrics answered {}", response.status()),
             Err(e) => bail!("GET delivery-metrics failed: {e:#}"),
         };
-        if read >= accepted as u64 {
+        let wanted_events = accepted * args.events_per_message;
+        let events_in = events.as_ref().map_or(wanted_events, EventReceiver::distinct);
+        if read >= accepted as u64 && events_in >= wanted_events {
             break read;
         }
         if Instant::now() >= deadline {
-            bail!("only {read} of {accepted} accepted messages were read within {} s", args.timeout_s);
+            bail!(
+                "only {read} of {accepted} accepted messages were read, and {events_in} of {wanted_events} events received, within {} s",
+                args.timeout_s
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
@@ -112,6 +160,12 @@ pub(crate) async fn load(args: LoadArgs) -> anyhow::Result<Value> {
         "seconds": round3(end_to_end.as_secs_f64()),
         "metrics_polls": polls,
     });
+    let mut report = report;
+    if let Some(events) = &events {
+        report["events_received"] = json!(events.distinct());
+        report["event_requests"] = json!(events.requests());
+        report["events_per_message"] = json!(args.events_per_message);
+    }
     eprintln!(
         "wg-bench load: accepted {} msg/s (p50 {} ms, p99 {} ms); end to end {} msg/s in {:.2} s",
         report["accepted_per_s"],

@@ -71,6 +71,14 @@ struct LoadArgs {
     /// Time limit of the whole run (sending and waiting for `read`), in seconds.
     #[arg(long, default_value_t = 600)]
     timeout_s: u64,
+    /// Receive the gateway's event webhooks on this loopback port (the gateway's `EVENTS_URL`
+    /// is `http://127.0.0.1:<port>/events`), answering 204, and count the run done only once
+    /// `--events-per-message` distinct events per accepted message have arrived.
+    #[arg(long)]
+    events_port: Option<u16>,
+    /// Events each message has (`message.status_changed`: pending → queued → sent → delivered → read).
+    #[arg(long, default_value_t = 4)]
+    events_per_message: usize,
 }
 
 /// `wg-bench ingest`.

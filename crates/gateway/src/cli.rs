@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::startup::{Application, RunOptions};
 use crate::store::{Store, StoreOptions};
 
+mod api;
 mod bulk;
 mod cancel;
 mod messages;
@@ -62,7 +63,7 @@ pub enum Command {
         #[arg(long, default_value_t = 86_400)]
         ttl: u64,
         /// Limit the token to these scopes (space- or comma-separated: messages:send,
-        /// messages:read, metrics:read, admin); without it the token may do everything.
+        /// messages:read, metrics:read, events:manage, admin); without it the token may do everything.
         #[arg(long, value_parser = parse_scope_list)]
         scope: Option<ScopeList>,
     },

@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::http::{self, paths};
 use crate::queue::{JobQueue, RedisQueue, SqlQueue};
 use crate::security::{JwtKeys, SignatureConfig, TransportPolicy};
-use crate::service::{Gateway, InboundHandler};
+use crate::service::{Dispatcher, Gateway, InboundHandler};
 use crate::shared::{MemoryState, RedisConnection, RedisState, SharedState};
 use crate::state::AppState;
 use crate::store::{Store, StoreOptions};
@@ -137,7 +137,12 @@ impl Application {
             config.worker.clone(),
             shared.clone(),
         ));
-        let gateway = Gateway::new(store.clone(), sender.clone(), options.inbound_handlers, config.inbound.clone());
+        let gateway = Gateway::new(store.clone(), sender.clone(), options.inbound_handlers, config.inbound.clone(), config.events.clone());
+        if let Some(secret) = &config.events.secret {
+            crate::security::WebhookSecret::parse(secret.expose_secret())
+                .map_err(|e| anyhow::anyhow!("invalid configuration: EVENTS_SECRET: {e}"))?;
+        }
+        gateway.configure_endpoints(&config.events, &config.inbound).await.context("cannot set up the configured event endpoints")?;
         let ready = Arc::new(AtomicBool::new(true));
         let state = AppState {
             gateway: gateway.clone(),
@@ -160,7 +165,12 @@ impl Application {
         }
         let shutdown = CancellationToken::new();
         let loops = Loops { sweeper: config.redis_url.is_some(), poller };
-        let workers = options.workers.then(|| worker::spawn_pool(sender, store, loops, shutdown.clone()));
+        let dispatcher = Dispatcher::new(gateway.clone(), store.clone(), config.events.clone());
+        let workers = options.workers.then(|| {
+            let mut pool = worker::spawn_pool(sender, store, loops, shutdown.clone());
+            pool.spawn(dispatcher.run(shutdown.clone()));
+            pool
+        });
         Ok(Self { listener, local_addr, base_url, router, gateway, embedded_emulator, shutdown, workers, ready, tls })
     }
 

@@ -25,6 +25,7 @@ pub(crate) fn routes() -> Router<Emulator> {
         .route("/2010-04-01/Accounts/{account_sid}/Messages.json", post(create).get(list::list))
         .route("/2010-04-01/Accounts/{account_sid}/Messages/{file}", axum::routing::get(fetch).post(update).delete(delete))
         .route("/2010-04-01/{*rest}", any(unknown_resource))
+        .route("/v2/Indicators/Typing.json", post(typing))
         .layer(axum::middleware::map_response(twilio_headers))
 }
 
@@ -133,6 +134,29 @@ async fn fetch(
     let store = lock(&emu.shared.store);
     let message = store.get(&sid).ok_or_else(|| missing(&account_sid, &sid))?;
     Ok(Json(message.to_json()))
+}
+
+/// Twilio's typing indicator (`messaging.twilio.com/v2/Indicators/Typing.json`): shows the
+/// sender of incoming WhatsApp message `messageId` that a reply is being typed, and marks that
+/// message read. `channel` must be `whatsapp`.
+async fn typing(State(emu): State<Emulator>, _auth: Authenticated, body: Bytes) -> Result<Json<serde_json::Value>, TwilioError> {
+    let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
+    match get("channel") {
+        Some("whatsapp") => {}
+        Some(other) => return Err(TwilioError::bad_request(21211, format!("Invalid channel: {other} (only whatsapp)"))),
+        None => return Err(TwilioError::bad_request(21201, "Missing required parameter channel in the post body")),
+    }
+    let sid = get("messageId").ok_or_else(|| TwilioError::bad_request(21201, "Missing required parameter messageId in the post body"))?;
+    let store = lock(&emu.shared.store);
+    match store.get(sid) {
+        Some(m) if m.direction == Direction::Inbound => {}
+        Some(_) => return Err(TwilioError::bad_request(21211, format!("{sid} is not an incoming message"))),
+        None => return Err(TwilioError::not_found(&format!("/v2/Indicators/Typing.json?messageId={sid}"))),
+    }
+    drop(store);
+    emu.shared.counters.typing(sid);
+    Ok(Json(serde_json::json!({ "success": true })))
 }
 
 /// `Body=""` redacts the body; `Status=canceled` cancels a message that has not been sent.

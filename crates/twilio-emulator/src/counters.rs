@@ -38,6 +38,9 @@ pub struct Counters {
     pub callbacks_delivered_by_status: BTreeMap<String, u64>,
     /// Inbound messages injected.
     pub inbound_injected: u64,
+    /// Typing indicators shown (`POST /v2/Indicators/Typing.json`), per incoming message SID.
+    #[serde(default)]
+    pub typing_indicators: BTreeMap<String, u64>,
 }
 
 impl Counters {
@@ -117,5 +120,9 @@ impl CounterSet {
 
     pub fn inbound_injected(&self) {
         lock(&self.inner).inbound_injected += 1;
+    }
+
+    pub fn typing(&self, sid: &str) {
+        *lock(&self.inner).typing_indicators.entry(sid.to_owned()).or_default() += 1;
     }
 }

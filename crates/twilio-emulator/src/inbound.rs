@@ -35,6 +35,12 @@ pub struct InboundMessage {
     /// Where to POST, instead of the config's `inbound_webhook_url`.
     #[serde(default)]
     pub webhook_url: Option<String>,
+    /// Further Twilio parameters of a rich message, sent as given: a button reply
+    /// (`ButtonText`, `ButtonPayload`, `ButtonType`), a location (`Latitude`, `Longitude`,
+    /// `Address`, `Label`), a referral (`ReferralCtwaClid`, …), `MessageType` (replacing the one
+    /// guessed from the media).
+    #[serde(default)]
+    pub extra: std::collections::BTreeMap<String, String>,
 }
 
 /// What the inbound webhook answered.
@@ -60,6 +66,11 @@ impl InboundMessage {
             wa_id: get("WaId"),
             media_urls: params.iter().filter(|(k, v)| k == "MediaUrl" && !v.is_empty()).map(|(_, v)| v.clone()).collect(),
             webhook_url: get("webhook_url"),
+            extra: params
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "From" | "To" | "Body" | "ProfileName" | "WaId" | "MediaUrl" | "webhook_url"))
+                .cloned()
+                .collect(),
         }
     }
 }
@@ -122,7 +133,10 @@ fn params(shared: &Shared, m: &InboundMessage, sid: &str, from: &str, to: &str) 
         params.push((format!("MediaContentType{i}"), content_type(url).to_owned()));
     }
     let message_type = m.media_urls.first().map_or("text", |url| message_type(content_type(url)));
-    params.push(("MessageType".to_owned(), message_type.to_owned()));
+    if !m.extra.contains_key("MessageType") {
+        params.push(("MessageType".to_owned(), message_type.to_owned()));
+    }
+    params.extend(m.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
     params
 }
 

@@ -1,6 +1,6 @@
 //! `cancel`: withdraw messages Twilio does not have yet.
 
-use super::remote::ApiArgs;
+use super::api::ApiArgs;
 use super::retry::each_id;
 use clap::Args;
 

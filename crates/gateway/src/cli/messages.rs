@@ -3,8 +3,8 @@
 use clap::Args;
 use serde_json::{Value, json};
 
+use super::api::ApiArgs;
 use super::output::{or_dash, print_json, print_table};
-use super::remote::ApiArgs;
 use crate::http::dto::MessageResource;
 
 /// Filters and paging, named as the API's query parameters.

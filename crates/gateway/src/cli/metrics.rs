@@ -2,8 +2,8 @@
 
 use clap::Args;
 
+use super::api::ApiArgs;
 use super::output::{duration_ms, print_json, print_table};
-use super::remote::ApiArgs;
 use crate::http::dto::metrics::{MetricsReport, Summary};
 
 /// The range, bucket size and recipient, named as the API's query parameters.

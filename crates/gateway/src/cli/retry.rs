@@ -3,9 +3,9 @@
 use clap::Args;
 use serde_json::Value;
 
+use super::api::ApiArgs;
 use super::messages::print_messages;
 use super::output::print_json;
-use super::remote::ApiArgs;
 use crate::client::{Answer, ClientError};
 use crate::http::dto::MessageResource;
 

@@ -3,8 +3,8 @@
 use clap::Args;
 use serde_json::{Map, Value};
 
+use super::api::ApiArgs;
 use super::output::print_json;
-use super::remote::ApiArgs;
 use crate::client::SendRequest;
 use crate::http::dto::MessageResource;
 

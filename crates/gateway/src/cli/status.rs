@@ -2,8 +2,8 @@
 
 use clap::Args;
 
+use super::api::ApiArgs;
 use super::output::{or_dash, print_json, print_table};
-use super::remote::ApiArgs;
 use crate::client::Lookup;
 use crate::http::dto::{DeliveryStatusView, MessageResource};
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::model::{Config, ConfigError, DatabaseConfig, InboundConfig, PollConfig, RateLimits, TwilioConfig, WorkerConfig};
+use super::model::{Config, ConfigError, DatabaseConfig, EventsConfig, InboundConfig, PollConfig, RateLimits, TwilioConfig, WorkerConfig};
 use crate::domain::{Origin, PhoneNumber, Senders, ServiceSid};
 
 fn invalid(variable: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -182,6 +182,24 @@ impl Config {
         if poll.max_interval < poll.after {
             return Err(invalid("POLL_MAX_INTERVAL_MS", "must be at least POLL_AFTER_MS"));
         }
+        let events = EventsConfig {
+            url: v.var("EVENTS_URL").map(|v| http_url("EVENTS_URL", v)).transpose()?,
+            secret: v.secret("EVENTS_SECRET", "EVENTS_SECRET_FILE")?,
+            concurrency: v.parsed("EVENTS_CONCURRENCY", 32usize)?.max(1),
+            timeout: v.millis("EVENTS_TIMEOUT_MS", 10_000)?,
+            retry_base: v.millis("EVENTS_RETRY_BASE_MS", 5_000)?,
+            retry_max: v.millis("EVENTS_RETRY_MAX_MS", 3_600_000)?,
+            max_age: v.millis("EVENTS_MAX_AGE_MS", 24 * 3_600_000)?,
+            disable_after: v.millis("EVENTS_DISABLE_AFTER_MS", 5 * 24 * 3_600_000)?,
+            rotation_grace: v.millis("EVENTS_ROTATION_GRACE_MS", 24 * 3_600_000)?,
+            handler_grace: v.millis("EVENTS_HANDLER_GRACE_MS", 30_000)?,
+        };
+        if events.timeout.is_zero() {
+            return Err(invalid("EVENTS_TIMEOUT_MS", "must be at least 1"));
+        }
+        if events.retry_max < events.retry_base {
+            return Err(invalid("EVENTS_RETRY_MAX_MS", "must be at least EVENTS_RETRY_BASE_MS"));
+        }
         Ok(Self {
             database_url,
             database,
@@ -204,6 +222,7 @@ impl Config {
             rate_limits,
             worker,
             poll,
+            events,
             inbound: InboundConfig {
                 auto_reply: v.var("AUTO_REPLY_TEXT"),
                 forward_url: v.var("INBOUND_FORWARD_URL").map(|v| http_url("INBOUND_FORWARD_URL", v)).transpose()?,

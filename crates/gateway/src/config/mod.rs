@@ -5,4 +5,4 @@ mod load;
 pub mod model;
 
 pub use load::development_jwt_secret;
-pub use model::{Config, ConfigError, DatabaseConfig, InboundConfig, PollConfig, RateLimits, TwilioConfig, WorkerConfig};
+pub use model::{Config, ConfigError, DatabaseConfig, EventsConfig, InboundConfig, PollConfig, RateLimits, TwilioConfig, WorkerConfig};

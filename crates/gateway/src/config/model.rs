@@ -75,8 +75,42 @@ pub struct PollConfig {
 pub struct InboundConfig {
     /// Text answered to every incoming message that is not a STOP/START keyword (`AUTO_REPLY_TEXT`).
     pub auto_reply: Option<String>,
-    /// URL that receives each incoming message as JSON (`INBOUND_FORWARD_URL`).
+    /// URL that receives each incoming message as a signed `message.received` event: shorthand
+    /// for an endpoint subscribed to that event only (`INBOUND_FORWARD_URL`; signed with
+    /// `EVENTS_SECRET` when set, else a secret of its own).
     pub forward_url: Option<String>,
+}
+
+/// Event webhooks to the application (issue 11).
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    /// One endpoint subscribed to every event (`EVENTS_URL`).
+    pub url: Option<String>,
+    /// Its signing secret, `whsec_…` (`EVENTS_SECRET`, or `EVENTS_SECRET_FILE`); generated and
+    /// kept in the database when unset (`GET /api/v1/events/endpoints/config-events/secret` shows it).
+    pub secret: Option<SecretString>,
+    /// Attempts to post one event run at once, per instance (`EVENTS_CONCURRENCY`, default 32).
+    pub concurrency: usize,
+    /// Timeout of one attempt (`EVENTS_TIMEOUT_MS`, default 10000).
+    pub timeout: Duration,
+    /// The first retry's delay; each next one doubles, with jitter (`EVENTS_RETRY_BASE_MS`,
+    /// default 5000).
+    pub retry_base: Duration,
+    /// The longest delay between two attempts (`EVENTS_RETRY_MAX_MS`, default an hour).
+    pub retry_max: Duration,
+    /// An event not delivered this long after it was stored is marked failed
+    /// (`EVENTS_MAX_AGE_MS`, default 24 hours); an operator can redrive it.
+    pub max_age: Duration,
+    /// An endpoint whose every attempt failed for this long is disabled, until enabled by hand
+    /// (`EVENTS_DISABLE_AFTER_MS`, default 5 days).
+    pub disable_after: Duration,
+    /// How long the webhook that stored an incoming message has to run the inbound handlers
+    /// before the dispatcher runs them instead and sends their answer as a message
+    /// (`EVENTS_HANDLER_GRACE_MS`, default 30000).
+    pub handler_grace: Duration,
+    /// Each application endpoint's previous secret keeps signing this long after a rotation
+    /// unless the rotation says otherwise (`EVENTS_ROTATION_GRACE_MS`, default 24 hours).
+    pub rotation_grace: Duration,
 }
 
 /// Request rate limits: sliding one-minute windows, with an optional bound per second.
@@ -166,6 +200,8 @@ pub struct Config {
     pub poll: PollConfig,
     /// Incoming message handling.
     pub inbound: InboundConfig,
+    /// Event webhooks.
+    pub events: EventsConfig,
     /// `json` for JSON logs, anything else for human-readable ones (`LOG_FORMAT`).
     pub log_json: bool,
 }

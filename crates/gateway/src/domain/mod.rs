@@ -7,6 +7,7 @@ pub mod attempt;
 pub mod clock;
 pub mod consent;
 pub mod error_codes;
+pub mod event;
 pub mod granularity;
 pub mod health;
 pub mod ids;
@@ -20,13 +21,14 @@ pub mod source;
 pub mod status;
 
 pub use attempt::{AttemptOutcome, AttemptResult};
-pub use clock::{UnixMillis, now_ms};
+pub use clock::{UnixMillis, now_ms, rfc3339_millis};
 pub use consent::OptChange;
 pub use error_codes::{ErrorClass, classify_code};
+pub use event::{EventType, EventTypes, HANDLERS_ENDPOINT, UnknownEventType, new_event_id};
 pub use granularity::Granularity;
 pub use health::{PhoneHealth, SenderHealth};
 pub use ids::{MessageId, MessageSid};
-pub use inbound::InboundMessage;
+pub use inbound::{Button, InboundDetails, InboundMessage, Location, Media, Referral};
 pub use message::{
     Content, Direction, Fallback, MAX_VALIDITY_S, NewOutboundMessage, SERVICE_WINDOW_MS, outside_window, rfc3339_seconds, window_open,
 };

@@ -47,6 +47,8 @@ pub(super) struct SendMessages;
 pub(super) struct ReadMessages;
 /// `metrics:read`.
 pub(super) struct ReadMetrics;
+/// `events:manage`.
+pub(super) struct ManageEvents;
 
 impl RequiredScope for SendMessages {
     const SCOPE: Scope = Scope::MessagesSend;
@@ -56,6 +58,9 @@ impl RequiredScope for ReadMessages {
 }
 impl RequiredScope for ReadMetrics {
     const SCOPE: Scope = Scope::MetricsRead;
+}
+impl RequiredScope for ManageEvents {
+    const SCOPE: Scope = Scope::EventsManage;
 }
 
 /// The claims of a valid bearer token that holds the scope `S`: 401 without a valid token, 403

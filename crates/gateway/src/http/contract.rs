@@ -55,7 +55,100 @@ pub fn refine(document: &mut Value) {
             key["schema"] = json!({"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN});
         }
     }
+    events_contract(document);
     unavailable_answers(document);
+}
+
+/// An event endpoint's URL: http(s), a host name or IPv4 address, an optional port, an optional
+/// path of visible ASCII; no credentials, no whitespace (`events::endpoint_url`).
+pub const ENDPOINT_URL_PATTERN: &str = concat!(
+    "^[hH][tT][tT][pP][sS]?://",
+    "[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*",
+    "(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0))?",
+    "([/?#][!-~]*)?$"
+);
+/// An endpoint id (`ep_…`, or a configured endpoint's name).
+pub const ENDPOINT_ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
+/// An event id.
+pub const EVENT_ID_PATTERN: &str = "^evt_[0-9a-fA-F]{32}$";
+/// A hyphenated UUID.
+const UUID_PATTERN: &str = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+/// A Standard Webhooks secret as `WebhookSecret::parse` takes it: `whsec_` and canonical padded
+/// base64 of 24 to 64 bytes.
+pub const SECRET_PATTERN: &str = concat!(
+    "^whsec_(([A-Za-z0-9+/]{4}){8,21}",
+    "|([A-Za-z0-9+/]{4}){8,21}[A-Za-z0-9+/][AQgw]==",
+    "|([A-Za-z0-9+/]{4}){8,20}[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)$"
+);
+
+/// The event endpoints' and events' parameters and bodies: ids, URLs, secrets, types, ranges.
+fn events_contract(document: &mut Value) {
+    let types: Vec<&str> = crate::domain::EventType::ALL.iter().map(|t| t.as_str()).collect();
+    let endpoint_paths = [
+        ("/api/v1/events/endpoints/{endpoint_id}", "get"),
+        ("/api/v1/events/endpoints/{endpoint_id}", "patch"),
+        ("/api/v1/events/endpoints/{endpoint_id}/secret", "get"),
+        ("/api/v1/events/endpoints/{endpoint_id}/rotate-secret", "post"),
+        ("/api/v1/events/endpoints/{endpoint_id}/redrive", "post"),
+        ("/api/v1/events/endpoints/{endpoint_id}/attempts", "get"),
+    ];
+    for (path, method) in endpoint_paths {
+        if let Some(p) = parameter(document, path, method, "endpoint_id") {
+            p["schema"] = json!({"type": "string", "pattern": ENDPOINT_ID_PATTERN});
+        }
+    }
+    for (path, method) in [("/api/v1/events/{event_id}", "get"), ("/api/v1/events/{event_id}/redrive", "post")] {
+        if let Some(p) = parameter(document, path, method, "event_id") {
+            p["schema"] = json!({"type": "string", "pattern": EVENT_ID_PATTERN});
+        }
+    }
+    let query = [
+        ("/api/v1/events", "get", "message_id", json!({"type": ["string", "null"], "pattern": UUID_PATTERN, "format": "uuid"})),
+        (
+            "/api/v1/events",
+            "get",
+            "type",
+            json!({"type": ["string", "null"], "enum": types.iter().map(|t| json!(t)).chain([Value::Null]).collect::<Vec<_>>()}),
+        ),
+        ("/api/v1/events", "get", "endpoint_id", json!({"type": ["string", "null"], "pattern": ENDPOINT_ID_PATTERN})),
+        ("/api/v1/events", "get", "status", json!({"type": ["string", "null"], "enum": ["pending", "delivered", "failed", null]})),
+        ("/api/v1/events", "get", "before", json!({"type": ["string", "null"], "pattern": EVENT_ID_PATTERN})),
+        ("/api/v1/events", "get", "limit", json!({"type": ["integer", "null"], "format": "int64", "minimum": 1, "maximum": 500})),
+        (
+            "/api/v1/events/endpoints/{endpoint_id}/attempts",
+            "get",
+            "limit",
+            json!({"type": ["integer", "null"], "format": "int64", "minimum": 1, "maximum": 1000}),
+        ),
+        ("/api/v1/events/{event_id}/redrive", "post", "endpoint_id", json!({"type": ["string", "null"], "pattern": ENDPOINT_ID_PATTERN})),
+    ];
+    for (path, method, name, schema) in query {
+        if let Some(p) = parameter(document, path, method, name) {
+            p["schema"] = schema;
+        }
+    }
+    let schemas = &mut document["components"]["schemas"];
+    let event_types = json!({"type": "array", "minItems": 1, "items": {"type": "string", "enum": types}});
+    for (name, required_url) in [("CreateEndpointRequest", true), ("UpdateEndpointRequest", false)] {
+        let properties = &mut schemas[name]["properties"];
+        properties["url"] = if required_url {
+            json!({"type": "string", "pattern": ENDPOINT_URL_PATTERN, "maxLength": 2048, "description": "Where events are posted (`http` or `https`).", "example": "https://app.example.com/hooks/whatsapp"})
+        } else {
+            json!({"type": ["string", "null"], "pattern": ENDPOINT_URL_PATTERN, "maxLength": 2048, "description": "A new URL."})
+        };
+        let mut types_schema = event_types.clone();
+        types_schema["type"] = json!(["array", "null"]);
+        properties["event_types"] = types_schema;
+        properties["description"] = json!({"type": ["string", "null"], "maxLength": 500});
+        schemas[name]["additionalProperties"] = json!(false);
+    }
+    schemas["CreateEndpointRequest"]["properties"]["secret"] = json!({"type": ["string", "null"], "pattern": SECRET_PATTERN});
+    schemas["RotateSecretRequest"]["properties"]["secret"] = json!({"type": ["string", "null"], "pattern": SECRET_PATTERN});
+    schemas["RotateSecretRequest"]["properties"]["grace_s"] =
+        json!({"type": ["integer", "null"], "format": "int64", "minimum": 0, "maximum": 604800});
+    schemas["RotateSecretRequest"]["additionalProperties"] = json!(false);
+    // Its body is optional: no body rotates to a generated secret with the default grace.
+    document["paths"]["/api/v1/events/endpoints/{endpoint_id}/rotate-secret"]["post"]["requestBody"]["required"] = json!(false);
 }
 
 /// The document's format for a sender this gateway is configured with.

@@ -21,6 +21,7 @@ pub(super) fn router() -> Router<AppState> {
         .route(paths::MESSAGE, get(get_message))
         .route(paths::MESSAGE_RETRY, post(redrive_message))
         .route(paths::MESSAGE_CANCEL, post(cancel_message))
+        .route(paths::MESSAGE_TYPING, post(typing_indicator))
         .route(paths::MESSAGES_RETRY, post(redrive_messages))
         .route(paths::DELIVERY_STATUS, get(delivery_status))
 }
@@ -90,6 +91,39 @@ async fn redrive_message(
 ) -> Result<Json<MessageResource>, ApiError> {
     let id = parse_id("id", &id)?;
     Ok(Json(state.gateway.redrive(id).await?.into()))
+}
+
+/// Shows a contact that a reply to their message is being typed.
+#[utoipa::path(
+    post,
+    path = "/api/v1/whatsapp/messages/{id}/typing",
+    tag = "messages",
+    operation_id = "typing_indicator",
+    summary = "Show a typing indicator",
+    description = "For an incoming message: asks Twilio to show its sender that a reply is being typed \
+                   (`POST https://messaging.twilio.com/v2/Indicators/Typing.json`, `channel=whatsapp`), which also marks the \
+                   message read. WhatsApp shows it for up to 25 seconds, or until the reply arrives.",
+    security(("bearer" = ["messages:send"])),
+    params(("id" = MessageId, Path, description = "The incoming message's id (a UUID).")),
+    responses(
+        (status = 200, description = "Shown; the incoming message.", body = MessageResource),
+        (status = 401, description = "No valid bearer token.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No message with this id.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "Not an incoming message, or Twilio refused the indicator; the problem says why.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "`id` is not a UUID.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see `Retry-After`.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "Twilio could not be reached; retry.", body = ProblemDetails, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait before retrying."))),
+    )
+)]
+#[tracing::instrument(skip_all, fields(sub = %claims.sub))]
+async fn typing_indicator(
+    State(state): State<AppState>,
+    Authorized(claims, _): Authorized<SendMessages>,
+    Path(id): Path<String>,
+) -> Result<Json<MessageResource>, ApiError> {
+    let id = parse_id("id", &id)?;
+    Ok(Json(state.gateway.typing(id).await?.into()))
 }
 
 /// Withdraws a message Twilio does not have yet.

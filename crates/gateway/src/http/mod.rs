@@ -8,6 +8,7 @@ mod contract;
 mod dashboard;
 mod docs;
 pub mod dto;
+pub mod events;
 pub mod extract;
 mod health;
 mod idempotency;
@@ -53,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .merge(messages::router())
         .merge(metrics::router())
         .merge(senders::router())
+        .merge(events::router())
         .merge(webhooks::router())
         .merge(health::router())
         .merge(openapi::router())

@@ -40,9 +40,21 @@ use crate::state::AppState;
         super::messages::get_message,
         super::messages::redrive_message,
         super::messages::cancel_message,
+        super::messages::typing_indicator,
         super::messages::redrive_messages,
         super::metrics::phone_performance,
         super::senders::senders,
+        super::events::create_endpoint,
+        super::events::list_endpoints,
+        super::events::get_endpoint,
+        super::events::update_endpoint,
+        super::events::endpoint_secret,
+        super::events::rotate_secret,
+        super::events::redrive_endpoint,
+        super::events::endpoint_attempts,
+        super::events::list_events,
+        super::events::get_event,
+        super::events::redrive_event,
         super::webhooks::status::status_callback,
         super::webhooks::inbound::incoming_message,
         super::health::healthz,
@@ -54,6 +66,10 @@ use crate::state::AppState;
     tags(
         (name = "messages", description = "Send messages and follow what became of them."),
         (name = "metrics", description = "Delivery metrics, per-phone performance and per-sender health."),
+        (name = "events", description = "Event webhooks to the application: its endpoints, the events, their deliveries and attempts. \
+            Events are posted as JSON `{type, timestamp, data}`, signed the Standard Webhooks way (`webhook-id`, `webhook-timestamp`, \
+            `webhook-signature`); types: `message.status_changed`, `message.received`, `message.failed`, `message.dead_lettered`, \
+            `contact.opted_out`, `contact.opted_in`."),
         (name = "webhooks", description = "Twilio's signed webhooks: status callbacks and incoming messages."),
         (name = "operations", description = "Liveness, readiness and Prometheus metrics."),
     )
@@ -72,7 +88,7 @@ impl Modify for SecuritySchemes {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
-                    .description(Some("A JWT (HS256 with `JWT_SECRET`, or RS256/ES256 with `JWT_PUBLIC_KEY_FILE`) with `sub` and `exp`; `whatsapp-gateway token` mints one. An optional `scope` claim (space-separated: `messages:send`, `messages:read`, `metrics:read`, `admin`) limits what it may do: each operation names the scope it requires; a token without the claim may do everything; `token --scope 'messages:read metrics:read'` mints a read-only one (enough for the dashboard)."))
+                    .description(Some("A JWT (HS256 with `JWT_SECRET`, or RS256/ES256 with `JWT_PUBLIC_KEY_FILE`) with `sub` and `exp`; `whatsapp-gateway token` mints one. An optional `scope` claim (space-separated: `messages:send`, `messages:read`, `metrics:read`, `events:manage`, `admin`) limits what it may do: each operation names the scope it requires; a token without the claim may do everything; `token --scope 'messages:read metrics:read'` mints a read-only one (enough for the dashboard)."))
                     .build(),
             ),
         );

@@ -23,6 +23,26 @@ pub const MESSAGES_RETRY: &str = "/api/v1/whatsapp/messages/retry";
 pub const PHONE_PERFORMANCE: &str = "/api/v1/whatsapp/phones/{phone}/performance";
 /// `GET`: each sender's pace, counts and health.
 pub const SENDERS: &str = "/api/v1/whatsapp/senders";
+/// `POST`: show an incoming message's sender that we are typing (and mark it read).
+pub const MESSAGE_TYPING: &str = "/api/v1/whatsapp/messages/{id}/typing";
+/// `GET`, `POST`: the application's event endpoints.
+pub const EVENT_ENDPOINTS: &str = "/api/v1/events/endpoints";
+/// `GET`, `PATCH`: one event endpoint.
+pub const EVENT_ENDPOINT: &str = "/api/v1/events/endpoints/{endpoint_id}";
+/// `GET`: an endpoint's signing secrets.
+pub const EVENT_ENDPOINT_SECRET: &str = "/api/v1/events/endpoints/{endpoint_id}/secret";
+/// `POST`: give an endpoint a new secret.
+pub const EVENT_ENDPOINT_ROTATE: &str = "/api/v1/events/endpoints/{endpoint_id}/rotate-secret";
+/// `POST`: deliver an endpoint's failed events again.
+pub const EVENT_ENDPOINT_REDRIVE: &str = "/api/v1/events/endpoints/{endpoint_id}/redrive";
+/// `GET`: an endpoint's delivery attempts.
+pub const EVENT_ENDPOINT_ATTEMPTS: &str = "/api/v1/events/endpoints/{endpoint_id}/attempts";
+/// `GET`: events.
+pub const EVENTS: &str = "/api/v1/events";
+/// `GET`: one event, its deliveries and attempts.
+pub const EVENT: &str = "/api/v1/events/{event_id}";
+/// `POST`: deliver one event again.
+pub const EVENT_REDRIVE: &str = "/api/v1/events/{event_id}/redrive";
 /// `POST`: Twilio's status callbacks.
 pub const STATUS_CALLBACK: &str = "/api/v1/whatsapp/status";
 /// `POST`: Twilio's incoming-message webhook.

@@ -5,9 +5,11 @@
 pub mod jwt;
 pub mod scope;
 pub mod signature;
+pub mod standard_webhooks;
 pub mod transport;
 
 pub use jwt::{Claims, JwtKeys, TokenError, mint_scoped_token, mint_token};
 pub use scope::{Scope, UnknownScope, parse_scopes};
 pub use signature::SignatureConfig;
+pub use standard_webhooks::{InvalidSecret, WebhookSecret};
 pub use transport::TransportPolicy;

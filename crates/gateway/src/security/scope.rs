@@ -14,13 +14,15 @@ pub enum Scope {
     MessagesRead,
     /// Read delivery metrics and phone performance.
     MetricsRead,
+    /// Manage event endpoints, and read events and their delivery attempts.
+    EventsManage,
     /// Everything.
     Admin,
 }
 
 impl Scope {
     /// Every scope, in the order the docs list them.
-    pub const ALL: [Self; 4] = [Self::MessagesSend, Self::MessagesRead, Self::MetricsRead, Self::Admin];
+    pub const ALL: [Self; 5] = [Self::MessagesSend, Self::MessagesRead, Self::MetricsRead, Self::EventsManage, Self::Admin];
 
     /// The scope's name in the `scope` claim.
     pub fn as_str(self) -> &'static str {
@@ -28,6 +30,7 @@ impl Scope {
             Self::MessagesSend => "messages:send",
             Self::MessagesRead => "messages:read",
             Self::MetricsRead => "metrics:read",
+            Self::EventsManage => "events:manage",
             Self::Admin => "admin",
         }
     }
@@ -41,7 +44,7 @@ impl fmt::Display for Scope {
 
 /// The text is not a scope the gateway knows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown scope {0:?} (known: messages:send, messages:read, metrics:read, admin)")]
+#[error("unknown scope {0:?} (known: messages:send, messages:read, metrics:read, events:manage, admin)")]
 pub struct UnknownScope(pub String);
 
 impl FromStr for Scope {

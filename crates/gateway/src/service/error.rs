@@ -15,6 +15,8 @@ pub enum Dependency {
     Database,
     /// The queue (Redis).
     Queue,
+    /// Twilio (for calls made within a request, such as the typing indicator).
+    Twilio,
 }
 
 impl fmt::Display for Dependency {
@@ -22,6 +24,7 @@ impl fmt::Display for Dependency {
         f.write_str(match self {
             Self::Database => "the database",
             Self::Queue => "the queue",
+            Self::Twilio => "Twilio",
         })
     }
 }

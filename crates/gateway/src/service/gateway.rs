@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::error::{Dependency, GatewayError};
 use super::inbound::{Handlers, InboundHandler};
-use crate::config::InboundConfig;
+use crate::config::{EventsConfig, InboundConfig};
 use crate::domain::{
     Granularity, InboundMessage, MessageId, MessageSid, MessageStatus, NewOutboundMessage, OptChange, Origin, PhoneNumber, Route,
     SenderHealth, UnixMillis, now_ms,
@@ -103,6 +103,7 @@ struct Inner {
     queue: Arc<dyn JobQueue>,
     sender: Arc<Sender>,
     handlers: Handlers,
+    events: EventsConfig,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -113,9 +114,27 @@ impl std::fmt::Debug for Gateway {
 
 impl Gateway {
     /// Assembles the gateway from its parts.
-    pub fn new(store: Store, sender: Arc<Sender>, handlers: Vec<Arc<dyn InboundHandler>>, inbound: InboundConfig) -> Self {
+    pub fn new(
+        store: Store,
+        sender: Arc<Sender>,
+        handlers: Vec<Arc<dyn InboundHandler>>,
+        inbound: InboundConfig,
+        events: EventsConfig,
+    ) -> Self {
         let queue = sender.queue().clone();
-        Self { inner: Arc::new(Inner { store, queue, sender, handlers: Handlers::new(handlers, inbound) }) }
+        Self { inner: Arc::new(Inner { store, queue, sender, handlers: Handlers::new(handlers, inbound), events }) }
+    }
+
+    pub(super) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub(super) fn events_config(&self) -> &EventsConfig {
+        &self.inner.events
+    }
+
+    pub(super) fn handlers_active(&self) -> bool {
+        self.inner.handlers.active()
     }
 
     /// Stores `message` and queues it, or sends it now in [`SendMode::Immediate`]. With an
@@ -216,20 +235,111 @@ impl Gateway {
         Ok(message)
     }
 
-    /// Stores an incoming message, updates its contact, and runs the handlers (once per SID).
+    /// Stores an incoming message, updates its contact, and runs the handlers: once per SID, and
+    /// at least once (see [`InboundHandler`]). Twilio's redelivery of a message answered before
+    /// gets the same answer again; a keyword (STOP, START) gets its confirmation.
     pub async fn receive(&self, message: InboundMessage) -> Result<InboundReply, GatewayError> {
         let opt = OptChange::from_body(message.body.as_deref());
         let outcome = self.inner.store.record_inbound(message.clone(), opt).await?;
         metrics::inbound(outcome.duplicate);
-        if outcome.duplicate {
-            return Ok(InboundReply { message_id: outcome.message_id, duplicate: true, reply: None });
+        let answered = |reply: Option<String>| InboundReply { message_id: outcome.message_id, duplicate: outcome.duplicate, reply };
+        if let Some(text) = opt.reply() {
+            // A keyword is answered by its confirmation, never by the handlers.
+            if let Some(event) = &outcome.handler_event {
+                self.inner.store.mark_handled(event, None, now_ms()).await?;
+            }
+            return Ok(answered(Some(text.to_owned())));
         }
-        let reply = match opt.reply() {
-            Some(text) => Some(text.to_owned()),
-            None => self.inner.handlers.reply(&message, &outcome.contact).await,
+        if !self.inner.handlers.active() {
+            return Ok(answered(None));
+        }
+        let event = if outcome.duplicate {
+            match self.inner.store.handled(outcome.message_id).await? {
+                // The handlers ran: Twilio did not get (or did not take) the answer; give it again.
+                Some(d) if d.status != "pending" => return Ok(answered(d.result)),
+                Some(d) => d.event_id,
+                None => return Ok(answered(None)),
+            }
+        } else {
+            match &outcome.handler_event {
+                Some(event) => event.clone(),
+                None => return Ok(answered(None)),
+            }
         };
-        self.inner.handlers.forward(&message, outcome.message_id);
-        Ok(InboundReply { message_id: outcome.message_id, duplicate: false, reply })
+        let reply = self.inner.handlers.reply(&message, &outcome.contact).await;
+        if self.inner.store.mark_handled(&event, reply.as_deref(), now_ms()).await? {
+            Ok(answered(reply))
+        } else {
+            // The dispatcher ran them meanwhile, and sent their answer as a message.
+            Ok(answered(None))
+        }
+    }
+
+    /// Runs the handlers for a stored `message.received` event the webhook did not get to (the
+    /// dispatcher's handlers endpoint); their answer is sent as a message (once: its idempotency
+    /// key is the incoming message's id), so a later redelivery of the webhook answers nothing.
+    pub(crate) async fn run_stored_handlers(&self, delivery: &crate::store::events::DueDelivery) -> Result<Option<String>, String> {
+        let payload: serde_json::Value = serde_json::from_str(&delivery.payload).map_err(|e| format!("unreadable event: {e}"))?;
+        let id: MessageId =
+            payload["data"]["message_id"].as_str().and_then(|id| id.parse().ok()).ok_or_else(|| "the event names no message".to_owned())?;
+        let store = &self.inner.store;
+        let Some(stored) = store.message(id).await.map_err(|e| e.to_string())? else { return Ok(None) };
+        if OptChange::from_body(stored.body.as_deref()).reply().is_some() {
+            return Ok(None);
+        }
+        let Some(from) = stored.from.number().cloned() else { return Ok(None) };
+        let contact = store.contact(&from).await.map_err(|e| e.to_string())?;
+        let Some(message) = super::inbound::stored_inbound(&stored, contact.as_ref()) else { return Ok(None) };
+        let contact = contact.unwrap_or_else(|| crate::store::records::Contact::blank(&from));
+        let Some(text) = self.inner.handlers.reply(&message, &contact).await else { return Ok(None) };
+        let reply = NewOutboundMessage {
+            id: MessageId::new(),
+            to: from,
+            from: Some(Origin::Number(stored.to.clone())),
+            content: crate::domain::Content::FreeForm { body: Some(text.clone()), media_urls: Vec::new() },
+            priority: crate::domain::Priority::DEFAULT,
+            send_at: None,
+            reference: None,
+            metadata: None,
+            idempotency_key: Some(format!("gateway:inbound-reply:{id}")),
+            validity_s: None,
+            fallback: None,
+            force: false,
+        };
+        // From the number the contact wrote to, if it is one of ours; else the default route.
+        let sent = match self.send(reply.clone(), SendMode::Queue).await {
+            Err(GatewayError::Refused { field: "from", .. }) => {
+                self.send(NewOutboundMessage { from: None, ..reply }, SendMode::Queue).await
+            }
+            other => other,
+        };
+        let sent = sent.map_err(|e| e.to_string())?;
+        tracing::info!(message_id = %id, reply_id = %sent.id, "inbound handlers run from the outbox; their answer sent as a message");
+        Ok(None)
+    }
+
+    /// Shows the sender of incoming message `id` that a reply is being typed (WhatsApp's typing
+    /// indicator, for up to 25 seconds or until the reply), which also marks it read.
+    pub async fn typing(&self, id: MessageId) -> Result<MessageRecord, GatewayError> {
+        let message = self.message(id).await?;
+        let sid = match (&message.direction, &message.message_sid) {
+            (crate::domain::Direction::Inbound, Some(sid)) => sid.clone(),
+            _ => {
+                return Err(GatewayError::WrongStatus(format!(
+                    "a typing indicator answers an incoming message; {id} is an outbound message"
+                )));
+            }
+        };
+        match self.inner.sender.twilio().typing_indicator(&sid).await {
+            Ok(()) => Ok(message),
+            Err(crate::twilio::SendError::Api { status, code, message: text }) if (400..500).contains(&status) && status != 429 => {
+                Err(GatewayError::WrongStatus(format!(
+                    "Twilio refused the typing indicator for {sid} (HTTP {status}{}): {text}",
+                    code.map(|c| format!(", code {c}")).unwrap_or_default()
+                )))
+            }
+            Err(e) => Err(GatewayError::Unavailable { dependency: super::error::Dependency::Twilio, source: Box::new(e) }),
+        }
     }
 
     /// Applies a status report (a Twilio callback) to the message it names.

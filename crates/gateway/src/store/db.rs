@@ -16,6 +16,7 @@ use sqlx::{AssertSqlSafe, PgPool, SqlSafeStr, SqlitePool};
 
 use super::error::StoreError;
 use super::write::command::{Command, Reply};
+use super::write::routes::Outbox;
 use super::write::{PgExecutor, SqliteExecutor, Writer};
 
 /// Which database the store talks to.
@@ -83,6 +84,7 @@ struct Inner {
     backend: Backend,
     writer: Writer,
     window_check: bool,
+    outbox: Outbox,
 }
 
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -95,6 +97,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "fallback", include_str!("../../migrations/sqlite/0007_fallback.sql")),
     (8, "suppression", include_str!("../../migrations/sqlite/0008_suppression.sql")),
     (9, "poll", include_str!("../../migrations/sqlite/0009_poll.sql")),
+    (10, "events", include_str!("../../migrations/sqlite/0010_events.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -106,6 +109,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "fallback", include_str!("../../migrations/postgres/0007_fallback.sql")),
     (8, "suppression", include_str!("../../migrations/postgres/0008_suppression.sql")),
     (9, "poll", include_str!("../../migrations/postgres/0009_poll.sql")),
+    (10, "events", include_str!("../../migrations/postgres/0010_events.sql")),
 ];
 
 impl Store {
@@ -115,6 +119,7 @@ impl Store {
         // Each writer adds to its own all-phones rollup shard, so that writers do not wait on one row.
         let first_shard = fastrand::u32(..super::write::rollups::ALL_PHONES_SHARDS);
         let shard = |n: usize| format!("*{}", (first_shard + n as u32) % super::write::rollups::ALL_PHONES_SHARDS);
+        let outbox = Outbox::default();
         let (pool, backend, writer) = if url.starts_with("sqlite:") {
             let path = sqlite_path(url);
             let connect = SqliteConnectOptions::new()
@@ -129,8 +134,13 @@ impl Store {
                 .acquire_timeout(options.acquire_timeout)
                 .connect_with(connect)
                 .await?;
-            let writer =
-                Writer::spawn(vec![SqliteExecutor::new(path, shard(0))], Vec::new(), options.max_batch, options.acquire_timeout, fault())?;
+            let writer = Writer::spawn(
+                vec![SqliteExecutor::new(path, shard(0), outbox.clone())],
+                Vec::new(),
+                options.max_batch,
+                options.acquire_timeout,
+                fault(),
+            )?;
             (Pool::Sqlite(pool), Backend::Sqlite, writer)
         } else {
             let connect: PgConnectOptions = url.parse()?;
@@ -143,12 +153,13 @@ impl Store {
             // lane (and a connection, and a rollup shard) of their own, so that an API request
             // never waits behind a batch of claims and callbacks.
             let writers = options.writers.max(1);
-            let executors = (0..writers).map(|n| PgExecutor::new(connect.clone(), options.acquire_timeout, shard(n))).collect();
-            let inserts = vec![PgExecutor::new(connect.clone(), options.acquire_timeout, shard(writers))];
+            let executors =
+                (0..writers).map(|n| PgExecutor::new(connect.clone(), options.acquire_timeout, shard(n), outbox.clone())).collect();
+            let inserts = vec![PgExecutor::new(connect.clone(), options.acquire_timeout, shard(writers), outbox.clone())];
             let writer = Writer::spawn(executors, inserts, options.max_batch, options.acquire_timeout, fault())?;
             (Pool::Postgres(pool), Backend::Postgres, writer)
         };
-        Ok(Self { inner: Arc::new(Inner { pool, backend, writer, window_check: options.window_check }) })
+        Ok(Self { inner: Arc::new(Inner { pool, backend, writer, window_check: options.window_check, outbox }) })
     }
 
     /// Applies the migrations of this backend.
@@ -176,6 +187,11 @@ impl Store {
     /// acquire timeout; a writer that cannot get ready tries again on its first batch.
     pub async fn warm(&self) {
         self.inner.writer.warm().await;
+    }
+
+    /// The outbox the writers share with the dispatcher.
+    pub(crate) fn outbox(&self) -> &Outbox {
+        &self.inner.outbox
     }
 
     /// Whether free-form content is kept to the contact's 24-hour window.
@@ -220,7 +236,7 @@ impl Store {
 
 /// The crash tests' fault hook: `WG_FAULT_ABORT_AFTER_COMMIT=<reference or SID>` makes the
 /// process abort right after committing a batch that carries a new message with that reference
-/// or a status report for that SID, before anyone is answered.
+/// or a status report (or an incoming message) with that SID, before anyone is answered.
 fn fault() -> Option<String> {
     std::env::var("WG_FAULT_ABORT_AFTER_COMMIT").ok().filter(|v| !v.is_empty())
 }

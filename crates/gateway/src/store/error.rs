@@ -32,7 +32,7 @@ pub enum StoreError {
     Corrupt(String),
     /// A new message its recipient's row says cannot be sent as asked: nothing was stored.
     #[error(transparent)]
-    Refused(super::write::command::Refusal),
+    Refused(super::refusal::Refusal),
     /// The writer has stopped: the store is shutting down.
     #[error("the store is shutting down")]
     Closed,

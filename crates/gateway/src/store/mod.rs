@@ -8,9 +8,11 @@ mod claims;
 mod codec;
 pub mod db;
 pub mod error;
+pub mod events;
 mod messages;
 mod metrics;
 pub mod records;
+mod refusal;
 mod reports;
 pub mod write;
 
@@ -19,4 +21,5 @@ pub use db::{Backend, Store, StoreOptions};
 pub use error::StoreError;
 pub use messages::ListFilter;
 pub use records::{AttemptRecord, Contact, MessageRecord, MetricsBucket, PhoneErrorRecord, PhonePerformance, SenderStats, StatusLogEntry};
-pub use write::command::{ApplyOutcome, Claim, ClaimResult, InboundOutcome, OperatorOutcome, PollPick, PollTarget, Refusal, StatusReport};
+pub use refusal::Refusal;
+pub use write::command::{ApplyOutcome, Claim, ClaimResult, InboundOutcome, OperatorOutcome, PollPick, PollTarget, StatusReport};

@@ -64,6 +64,11 @@ pub struct MessageRecord {
     pub counted: Counted,
     /// The statuses Twilio has sent a callback for (one bit each, [`MessageStatus::bit`]).
     pub callbacks_seen: i64,
+    /// How many events the message has had (the last one's sequence number).
+    pub event_seq: i64,
+    /// What an incoming message carried beyond text and media URLs (JSON text of
+    /// [`crate::domain::InboundDetails`]).
+    pub details: Option<String>,
     /// When it was stored.
     pub created_at: UnixMillis,
     /// Status and its timestamps.
@@ -217,6 +222,21 @@ pub struct Contact {
     pub suppressed_code: Option<i64>,
     /// When it was suppressed.
     pub suppressed_at: Option<UnixMillis>,
+}
+
+impl Contact {
+    /// A contact of whom nothing is known yet.
+    pub fn blank(phone: &PhoneNumber) -> Self {
+        Self {
+            phone: phone.clone(),
+            profile_name: None,
+            wa_id: None,
+            last_inbound_at: None,
+            opted_out: Flag(false),
+            suppressed_code: None,
+            suppressed_at: None,
+        }
+    }
 }
 
 /// A status callback that arrived before its message's SID was recorded.

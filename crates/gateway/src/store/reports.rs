@@ -29,7 +29,7 @@ impl Store {
 
     /// Stores an incoming message (once per SID) and updates its contact.
     pub async fn record_inbound(&self, message: InboundMessage, opt: OptChange) -> Result<InboundOutcome, StoreError> {
-        match self.submit(Command::Inbound { message, opt }).await? {
+        match self.submit(Command::Inbound { message: Box::new(message), opt }).await? {
             Reply::Received(outcome) => Ok(outcome),
             other => Err(unexpected(&other)),
         }

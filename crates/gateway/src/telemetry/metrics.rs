@@ -89,6 +89,21 @@ const SENDER_THROTTLED: Series = series(
     "Sends Twilio answered with throttling (429, 20429, 63018), per sender: the sender is held back, the attempt not counted.",
 );
 
+const EVENT_ATTEMPTS: Series = series(
+    "gateway_event_attempts_total",
+    "counter",
+    &["result"],
+    "Attempts to deliver an event to an application endpoint (or to run the inbound handlers), by result: delivered, \
+     retrying, failed (given up after EVENTS_MAX_AGE_MS).",
+);
+const EVENT_SECONDS: Series = series("gateway_event_attempt_seconds", "histogram", &[], "Time of one attempt to post an event.");
+const EVENT_ENDPOINTS_DISABLED: Series = series(
+    "gateway_event_endpoints_disabled_total",
+    "counter",
+    &[],
+    "Endpoints disabled automatically because every delivery failed for EVENTS_DISABLE_AFTER_MS.",
+);
+
 /// Every series, for the documentation and the test that checks `/metrics` against it.
 pub const SERIES: &[Series] = &[
     MESSAGES_CREATED,
@@ -112,7 +127,21 @@ pub const SERIES: &[Series] = &[
     SENDER_IN_FLIGHT,
     SENDER_THROTTLED,
     HTTP_REQUESTS,
+    EVENT_ATTEMPTS,
+    EVENT_SECONDS,
+    EVENT_ENDPOINTS_DISABLED,
 ];
+
+/// An attempt to deliver an event ended with `result`, after `elapsed`.
+pub fn event_attempt(result: &'static str, elapsed: Duration) {
+    metrics::counter!(EVENT_ATTEMPTS.name, "result" => result).increment(1);
+    metrics::histogram!(EVENT_SECONDS.name).record(elapsed.as_secs_f64());
+}
+
+/// An endpoint was disabled for failing.
+pub fn event_endpoint_disabled() {
+    metrics::counter!(EVENT_ENDPOINTS_DISABLED.name).increment(1);
+}
 
 /// The process-wide Prometheus recorder, installed (with every series described) on first use.
 pub fn prometheus_handle() -> &'static PrometheusHandle {

@@ -226,6 +226,24 @@ impl TwilioClient {
         Ok(found)
     }
 
+    /// Twilio's typing indicator: `POST https://messaging.twilio.com/v2/Indicators/Typing.json`
+    /// with `channel=whatsapp&messageId=SM…` (an incoming message), which shows its sender that
+    /// a reply is being typed and marks it read. Against an emulator (any other base URL) the
+    /// same path on its host.
+    pub async fn typing_indicator(&self, sid: &MessageSid) -> Result<(), SendError> {
+        let base = if self.base_url.contains("api.twilio.com") {
+            self.base_url.replace("api.twilio.com", "messaging.twilio.com")
+        } else {
+            self.base_url.clone()
+        };
+        let request = self
+            .http
+            .post(format!("{base}/v2/Indicators/Typing.json"))
+            .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
+            .form(&[("channel", "whatsapp"), ("messageId", sid.as_str())]);
+        self.execute::<serde_json::Value>(request).await.map(drop)
+    }
+
     async fn execute<T: for<'de> Deserialize<'de>>(&self, request: reqwest::RequestBuilder) -> Result<T, SendError> {
         let response = request
             .send()

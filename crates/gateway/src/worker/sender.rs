@@ -106,6 +106,11 @@ impl Sender {
     }
 
     /// The queue the sender reports finished messages to.
+    pub fn twilio(&self) -> &TwilioClient {
+        &self.twilio
+    }
+
+    /// The queue the sender takes its jobs from.
     pub fn queue(&self) -> &Arc<dyn JobQueue> {
         &self.queue
     }

@@ -13,6 +13,7 @@ mod crash;
 mod dashboard;
 mod dead_letter;
 mod docs;
+mod events;
 mod expiry;
 mod fault;
 mod fuzz_webhooks;

@@ -173,7 +173,11 @@ async fn oversize_bodies_are_413_problems() {
 /// A request to one operation of the OpenAPI document that passes everything but authorization
 /// (path and query filled in, a valid body for a POST).
 fn operation_request(app: &TestApp, method: &str, path: &str, token: &str) -> reqwest::RequestBuilder {
-    let concrete = path.replace("{id}", &uuid::Uuid::new_v4().to_string()).replace("{phone}", "+14155550123");
+    let concrete = path
+        .replace("{id}", &uuid::Uuid::new_v4().to_string())
+        .replace("{event_id}", &format!("evt_{}", uuid::Uuid::new_v4().simple()))
+        .replace("{endpoint_id}", "ep_x")
+        .replace("{phone}", "+14155550123");
     let url = app.url(&concrete);
     match method {
         "get" if path.ends_with("/delivery-status") => app.http.get(format!("{url}?id={}", uuid::Uuid::new_v4())),
@@ -182,6 +186,7 @@ fn operation_request(app: &TestApp, method: &str, path: &str, token: &str) -> re
             let message = json!({"to": "+14155550123", "content_sid": "HX0123456789abcdef0123456789abcdef"});
             app.http.post(url).json(&if path.ends_with("/batch") { json!({"messages": [message]}) } else { message })
         }
+        "patch" => app.http.patch(url).json(&json!({})),
         other => panic!("no request for {other} {path}"),
     }
     .bearer_auth(token)
@@ -227,15 +232,27 @@ async fn every_operation_requires_the_scope_it_documents_and_a_token_without_the
     assert_eq!(
         checked,
         [
+            "get /api/v1/events events:manage",
+            "get /api/v1/events/endpoints events:manage",
+            "get /api/v1/events/endpoints/{endpoint_id} events:manage",
+            "get /api/v1/events/endpoints/{endpoint_id}/attempts events:manage",
+            "get /api/v1/events/endpoints/{endpoint_id}/secret events:manage",
+            "get /api/v1/events/{event_id} events:manage",
             "get /api/v1/whatsapp/delivery-metrics metrics:read",
             "get /api/v1/whatsapp/delivery-status messages:read",
             "get /api/v1/whatsapp/messages messages:read",
             "get /api/v1/whatsapp/messages/{id} messages:read",
             "get /api/v1/whatsapp/phones/{phone}/performance metrics:read",
             "get /api/v1/whatsapp/senders metrics:read",
+            "patch /api/v1/events/endpoints/{endpoint_id} events:manage",
+            "post /api/v1/events/endpoints events:manage",
+            "post /api/v1/events/endpoints/{endpoint_id}/redrive events:manage",
+            "post /api/v1/events/endpoints/{endpoint_id}/rotate-secret events:manage",
+            "post /api/v1/events/{event_id}/redrive events:manage",
             "post /api/v1/whatsapp/messages/retry messages:send",
             "post /api/v1/whatsapp/messages/{id}/cancel messages:send",
             "post /api/v1/whatsapp/messages/{id}/retry messages:send",
+            "post /api/v1/whatsapp/messages/{id}/typing messages:send",
             "post /api/v1/whatsapp/send messages:send",
             "post /api/v1/whatsapp/send/batch messages:send",
         ],

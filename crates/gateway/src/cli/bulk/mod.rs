@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use clap::Args;
 use futures_util::StreamExt as _;
 
-use super::remote::ApiArgs;
+use super::api::ApiArgs;
 use progress::Progress;
 use results::Results;
 use rows::{Columns, RowKeys};

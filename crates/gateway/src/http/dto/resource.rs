@@ -81,6 +81,14 @@ pub struct MessageResource {
     /// When its status last changed.
     #[schema(format = DateTime)]
     pub last_status_at: String,
+    /// What an incoming message carried beyond text: media types, a button or list reply, a
+    /// location, a click-to-WhatsApp referral (`null` when nothing).
+    #[serde(default)]
+    pub details: Option<crate::domain::InboundDetails>,
+    /// How many events the message has had (`message.status_changed` and the others); each
+    /// event carries its number as `sequence`.
+    #[serde(default)]
+    pub event_sequence: i64,
 }
 
 impl From<MessageRecord> for MessageResource {
@@ -114,6 +122,8 @@ impl From<MessageRecord> for MessageResource {
             read_at: l.read_at.map(rfc3339),
             failed_at: l.failed_at.map(rfc3339),
             last_status_at: rfc3339(l.last_status_at),
+            details: m.details.as_deref().map(|d| crate::domain::InboundDetails::from_column(Some(d))),
+            event_sequence: m.event_seq,
         }
     }
 }

@@ -6,16 +6,9 @@ use time::format_description::well_known::Rfc3339;
 use crate::domain::UnixMillis;
 use crate::http::problem::FieldError;
 
-/// RFC 3339 in UTC with exactly three fractional digits, so that times also sort as text.
-const RFC3339_MILLIS: &[time::format_description::BorrowedFormatItem<'static>] =
-    time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
-
 /// Formats Unix milliseconds as RFC 3339 UTC (`2026-01-31T09:30:00.250Z`).
 pub fn rfc3339(ms: UnixMillis) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(RFC3339_MILLIS).ok())
-        .unwrap_or_default()
+    crate::domain::clock::rfc3339_millis(ms)
 }
 
 /// Parses an RFC 3339 time into Unix milliseconds.

@@ -1,5 +1,7 @@
 //! `POST /api/v1/whatsapp/webhook`: incoming WhatsApp messages, answered with TwiML.
 
+use std::collections::BTreeMap;
+
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
@@ -7,7 +9,7 @@ use tracing::Instrument as _;
 
 use super::forms::IncomingMessageForm;
 use super::signed::TwilioSigned;
-use crate::domain::{InboundMessage, PhoneNumber, now_ms};
+use crate::domain::{Button, InboundDetails, InboundMessage, Location, Media, PhoneNumber, Referral, now_ms};
 use crate::http::problem::{ApiError, ProblemDetails};
 use crate::state::AppState;
 
@@ -43,7 +45,14 @@ fn parse(form: IncomingMessageForm) -> Result<InboundMessage, ApiError> {
     let to = form.to.ok_or_else(|| ApiError::field("To", "is required"))?;
     let to = PhoneNumber::parse_received(&to).map_err(|e| ApiError::field("To", e.to_string()))?;
     let num_media = form.num_media.unwrap_or(0).min(10);
-    let media_urls = (0..num_media).filter_map(|i| form.others.get(&format!("MediaUrl{i}")).cloned()).collect();
+    let media: Vec<Media> = (0..num_media)
+        .filter_map(|i| {
+            let url = form.others.get(&format!("MediaUrl{i}"))?.clone();
+            Some(Media { url, content_type: form.others.get(&format!("MediaContentType{i}")).cloned() })
+        })
+        .collect();
+    let media_urls = media.iter().map(|m| m.url.clone()).collect();
+    let details = details(&form.others, media)?;
     Ok(InboundMessage {
         sid,
         from,
@@ -53,6 +62,54 @@ fn parse(form: IncomingMessageForm) -> Result<InboundMessage, ApiError> {
         profile_name: form.profile_name,
         wa_id: form.wa_id,
         received_at: now_ms(),
+        details,
+    })
+}
+
+/// The parameters of a rich message: a button, an interactive reply, a location, a referral.
+fn details(others: &BTreeMap<String, String>, media: Vec<Media>) -> Result<InboundDetails, ApiError> {
+    let get = |name: &str| others.get(name).filter(|v| !v.is_empty()).cloned();
+    let button = (get("ButtonText").is_some() || get("ButtonPayload").is_some()).then(|| Button {
+        text: get("ButtonText"),
+        payload: get("ButtonPayload"),
+        kind: get("ButtonType"),
+    });
+    let interactive = get("InteractiveData").map(|text| serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)));
+    let coordinate = |name: &'static str, bound: f64| -> Result<Option<f64>, ApiError> {
+        get(name)
+            .map(|v| match v.trim().parse::<f64>() {
+                Ok(x) if x.is_finite() && x.abs() <= bound => Ok(x),
+                _ => Err(ApiError::field(name, format!("is not a coordinate within ±{bound}: {v:?}"))),
+            })
+            .transpose()
+    };
+    let location = match (coordinate("Latitude", 90.0)?, coordinate("Longitude", 180.0)?) {
+        (Some(latitude), Some(longitude)) => Some(Location { latitude, longitude, address: get("Address"), label: get("Label") }),
+        (None, None) => None,
+        (Some(_), None) => return Err(ApiError::field("Longitude", "is required with Latitude")),
+        (None, Some(_)) => return Err(ApiError::field("Latitude", "is required with Longitude")),
+    };
+    let referral = Referral {
+        source_url: get("ReferralSourceUrl"),
+        source_id: get("ReferralSourceId"),
+        source_type: get("ReferralSourceType"),
+        headline: get("ReferralHeadline"),
+        body: get("ReferralBody"),
+        media_url: get("ReferralMediaUrl"),
+        media_content_type: get("ReferralMediaContentType"),
+        ctwa_clid: get("ReferralCtwaClid"),
+    };
+    let flag = |name: &str| get(name).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    Ok(InboundDetails {
+        message_type: get("MessageType"),
+        media,
+        button,
+        interactive,
+        location,
+        referral: (referral != Referral::default()).then_some(referral),
+        replied_to_sid: get("OriginalRepliedMessageSid"),
+        forwarded: flag("Forwarded"),
+        frequently_forwarded: flag("FrequentlyForwarded"),
     })
 }
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::command::{Command, Finish, Pick, PollPick};
 use super::rollups::RollupBook;
-use crate::domain::{Content, MessageId, MessageSid, MessageStatus, OptChange, Origin, PhoneNumber, StatusSource, UnixMillis};
+use crate::domain::{Content, EventType, MessageId, MessageSid, MessageStatus, OptChange, Origin, PhoneNumber, StatusSource, UnixMillis};
 use crate::store::records::{AttemptRecord, Contact, Flag, MessageRecord, UnmatchedCallback};
 
 /// How long an idempotency key keeps pointing at its message (24 hours).
@@ -171,18 +171,25 @@ pub(crate) struct Changes {
     pub rollups: RollupBook,
     /// When to poll each message next (0: never again).
     pub polls: Vec<(MessageId, UnixMillis)>,
+    /// Events for the outbox.
+    pub events: Vec<EventRow>,
+}
+
+/// One event to store, with the endpoints it goes to.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct EventRow {
+    pub id: String,
+    pub event_type: EventType,
+    pub message_id: Option<MessageId>,
+    pub seq: i64,
+    /// The Standard Webhooks payload, as sent.
+    pub payload: String,
+    pub created_at: UnixMillis,
+    pub endpoints: Vec<String>,
 }
 
 pub(crate) fn blank_contact(phone: &PhoneNumber) -> Contact {
-    Contact {
-        phone: phone.clone(),
-        profile_name: None,
-        wa_id: None,
-        last_inbound_at: None,
-        opted_out: Flag(false),
-        suppressed_code: None,
-        suppressed_at: None,
-    }
+    Contact::blank(phone)
 }
 
 /// The contact after `change`, as the database's merge computes it.

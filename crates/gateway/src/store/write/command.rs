@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::plan::millis;
+use crate::domain::clock::duration_ms as millis;
 use crate::domain::{
     AttemptOutcome, AttemptResult, InboundMessage, MessageId, MessageSid, MessageStatus, NewOutboundMessage, OptChange, Route, StatusEvent,
     StatusSource, UnixMillis,
@@ -82,7 +82,7 @@ pub enum Command {
     /// Store an incoming message and update its contact.
     Inbound {
         /// The message.
-        message: InboundMessage,
+        message: Box<InboundMessage>,
         /// The consent keyword it carries.
         opt: OptChange,
     },
@@ -90,11 +90,12 @@ pub enum Command {
 
 impl Command {
     /// What the crash tests' fault hook (`WG_FAULT_ABORT_AFTER_COMMIT`) matches: a new message's
-    /// reference, or a status report's SID.
+    /// reference, a status report's SID, or an incoming message's SID.
     pub(crate) fn fault_marker(&self) -> Option<&str> {
         match self {
             Self::Insert { message, .. } => message.reference.as_deref(),
             Self::Status(report) => Some(report.sid.as_str()),
+            Self::Inbound { message, .. } => Some(message.sid.as_str()),
             _ => None,
         }
     }
@@ -229,7 +230,7 @@ pub enum Reply {
     /// idempotency key had been used).
     Inserted(Box<MessageRecord>, bool),
     /// [`Command::Insert`] refused: nothing was stored.
-    Refused(Refusal),
+    Refused(crate::store::refusal::Refusal),
     /// [`Command::Claim`]: one entry per message looked at.
     Claimed(Vec<ClaimResult>),
     /// [`Command::BeginAttempt`]: the attempt's number, or `None` when the lease was lost.
@@ -242,36 +243,6 @@ pub enum Reply {
     Operated(OperatorOutcome),
     /// [`Command::ClaimPolls`]: the messages to ask about, most overdue first.
     Polls(Vec<PollTarget>),
-}
-
-/// Why a new message was refused (its recipient's row says it cannot be sent as asked); each
-/// reads as the reason a person is given, with what to do instead.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    /// Free-form content for a contact whose 24-hour window is closed, and no fallback template.
-    #[error(
-        "{}: free-form content would not be delivered; send an approved template (`content_sid`), or give a `fallback` \
-         template to send instead",
-        crate::domain::outside_window(*last_inbound_at)
-    )]
-    OutsideWindow {
-        /// When the contact last wrote, if ever.
-        last_inbound_at: Option<UnixMillis>,
-    },
-    /// Twilio refused the recipient's number for good with `code` at `since`, and the message is
-    /// not forced.
-    #[error(
-        "is suppressed: Twilio refused this number with {code} ({}) at {}; it stays suppressed until the contact writes, \
-         or send with `\"force\": true` to try it anyway",
-        crate::domain::error_codes::describe(*code),
-        crate::domain::rfc3339_seconds(*since)
-    )]
-    Suppressed {
-        /// The Twilio error.
-        code: i64,
-        /// When.
-        since: UnixMillis,
-    },
 }
 
 /// What an operator's command (a redrive, a cancel) did.
@@ -367,6 +338,9 @@ pub struct InboundOutcome {
     pub duplicate: bool,
     /// The contact after the update.
     pub contact: Contact,
+    /// The `message.received` event the gateway's own handlers are to run for (stored with the
+    /// message, so that they run even if this process dies before it runs them).
+    pub handler_event: Option<String>,
 }
 
 #[cfg(test)]

@@ -5,10 +5,12 @@
 mod attempts;
 mod batch;
 pub mod command;
+mod events;
 mod plan;
 mod postgres;
 mod resends;
 pub mod rollups;
+pub mod routes;
 mod sql;
 mod sqlite;
 mod writer;

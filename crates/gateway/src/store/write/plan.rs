@@ -3,10 +3,12 @@
 //! executor writes the changes in one transaction. Both backends share these rules.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::batch::{Changes, ContactChange, Loaded, LogRow, blank_contact, merge_contact};
-use super::command::{ApplyOutcome, Claim, ClaimResult, Command, InboundOutcome, Pick, PollPick, PollTarget, Refusal, Reply, StatusReport};
+use super::command::{ApplyOutcome, Claim, ClaimResult, Command, InboundOutcome, Pick, PollPick, PollTarget, Reply, StatusReport};
+use super::routes::EventRoutes;
 use crate::domain::error_codes::{OUTSIDE_WINDOW, UNSUBSCRIBED, describe};
 use crate::domain::rollup::{Counted, transition};
 use crate::domain::{
@@ -15,6 +17,7 @@ use crate::domain::{
 };
 use crate::store::error::StoreError;
 use crate::store::records::{AttemptRecord, Contact, MessageRecord, UnmatchedCallback, media_column};
+use crate::store::refusal::Refusal;
 
 /// A batch applied in memory: the rows after it, what to write, and each command's reply.
 pub(crate) struct Plan {
@@ -30,12 +33,14 @@ pub(crate) struct Plan {
     sendable_to: HashMap<PhoneNumber, Vec<MessageId>>,
     last_senders: HashMap<PhoneNumber, Origin>,
     shard: String,
+    pub(super) routes: Arc<EventRoutes>,
     pub changes: Changes,
 }
 
 impl Plan {
-    /// Applies `commands` in order to `loaded`; `shard` is this writer's all-phones rollup key.
-    pub fn run(loaded: Loaded, commands: &[Command], shard: &str) -> (Self, Vec<Result<Reply, StoreError>>) {
+    /// Applies `commands` in order to `loaded`; `shard` is this writer's all-phones rollup key,
+    /// `routes` the endpoints that events go to.
+    pub fn run(loaded: Loaded, commands: &[Command], shard: &str, routes: Arc<EventRoutes>) -> (Self, Vec<Result<Reply, StoreError>>) {
         let by_sid = loaded.messages.values().filter_map(|m| m.message_sid.clone().map(|sid| (sid, m.id))).collect();
         let mut plan = Self {
             now: loaded.now,
@@ -50,9 +55,11 @@ impl Plan {
             sendable_to: loaded.sendable_to,
             last_senders: loaded.last_senders,
             shard: shard.to_owned(),
+            routes,
             changes: Changes::default(),
         };
         let replies = commands.iter().map(|command| plan.apply(command)).collect();
+        plan.emit_status_events();
         plan.changes.rollups.prune();
         (plan, replies)
     }
@@ -131,6 +138,8 @@ impl Plan {
             lease_until: None,
             counted: Counted::default(),
             callbacks_seen: 0,
+            event_seq: 0,
+            details: None,
             created_at: at,
             lifecycle: Lifecycle::pending(at),
         };
@@ -321,7 +330,7 @@ impl Plan {
         let previous = self.contacts.get(&message.from).cloned();
         if let Some(existing) = self.by_sid.get(&message.sid) {
             let contact = previous.unwrap_or_else(|| blank_contact(&message.from));
-            return Reply::Received(InboundOutcome { message_id: *existing, duplicate: true, contact });
+            return Reply::Received(InboundOutcome { message_id: *existing, duplicate: true, contact, handler_event: None });
         }
         let at = message.received_at;
         // The contact wrote to this number: a reply from the pool goes out from it.
@@ -351,6 +360,8 @@ impl Plan {
             lease_until: None,
             counted: Counted::default(),
             callbacks_seen: 0,
+            event_seq: 0,
+            details: message.details.to_column(),
             created_at: at,
             lifecycle: Lifecycle { status: MessageStatus::Received, ..Lifecycle::pending(at) },
         };
@@ -368,9 +379,11 @@ impl Plan {
             opt,
             suppress: None,
         };
+        let was_opted_out = previous.as_ref().is_some_and(|c| c.opted_out.0);
         let contact = merge_contact(previous, &change);
         self.contacts.insert(message.from.clone(), contact.clone());
         self.changes.contacts.push(change);
+        let handler_event = self.emit_inbound_events(id, message, opt, was_opted_out);
         if opt == OptChange::OptOut {
             // What waits for this contact is withdrawn; a message being sent right now (or whose
             // last attempt may have reached Twilio) is left to the claim's opt-out check.
@@ -378,7 +391,7 @@ impl Plan {
                 self.cancel(pending, at, "canceled: the recipient opted out (STOP)");
             }
         }
-        Reply::Received(InboundOutcome { message_id: id, duplicate: false, contact })
+        Reply::Received(InboundOutcome { message_id: id, duplicate: false, contact, handler_event })
     }
 
     /// Applies `event` to message `id`: the state machine, the row, the status log and the
@@ -460,6 +473,4 @@ impl Plan {
     }
 }
 
-pub(super) fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
-}
+pub(super) use crate::domain::clock::duration_ms as millis;

@@ -16,6 +16,7 @@ use super::batch::{Keys, Loaded};
 use super::command::{Command, Reply};
 use super::plan::{Plan, millis};
 use super::rollups::{Counters, RollupKey};
+use super::routes::Outbox;
 use super::sql;
 use super::writer::Executor;
 use crate::domain::{MessageId, Origin, PhoneNumber};
@@ -28,11 +29,12 @@ pub(crate) struct PgExecutor {
     connect_timeout: Duration,
     conn: Option<PgConnection>,
     shard: String,
+    outbox: Outbox,
 }
 
 impl PgExecutor {
-    pub fn new(options: PgConnectOptions, connect_timeout: Duration, shard: String) -> Self {
-        Self { options, connect_timeout, conn: None, shard }
+    pub fn new(options: PgConnectOptions, connect_timeout: Duration, shard: String, outbox: Outbox) -> Self {
+        Self { options, connect_timeout, conn: None, shard, outbox }
     }
 
     async fn connection(&mut self) -> Result<&mut PgConnection, StoreError> {
@@ -52,12 +54,14 @@ impl PgExecutor {
 
     async fn batch(&mut self, commands: &[Command]) -> Result<Vec<Result<Reply, StoreError>>, StoreError> {
         let shard = self.shard.clone();
+        let routes = self.outbox.routes();
         let conn = self.connection().await?;
         sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
         let loaded = load(conn, Keys::of(commands)).await?;
-        let (plan, replies) = Plan::run(loaded, commands, &shard);
+        let (plan, replies) = Plan::run(loaded, commands, &shard, routes);
         write(conn, &plan).await?;
         sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+        self.outbox.committed(!plan.changes.events.is_empty());
         Ok(replies)
     }
 }
@@ -236,6 +240,8 @@ async fn write(conn: &mut PgConnection, plan: &Plan) -> Result<(), StoreError> {
             .bind(m(|r| r.expires_at))
             .bind(rows.iter().map(|(r, _, _)| r.fallback_content_sid.clone()).collect::<Vec<_>>())
             .bind(rows.iter().map(|(r, _, _)| r.fallback_content_variables.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(r, _, _)| r.event_seq).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(r, _, _)| r.details.clone()).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
     }
@@ -264,6 +270,7 @@ async fn write(conn: &mut PgConnection, plan: &Plan) -> Result<(), StoreError> {
             .bind(m(|r| r.expires_at))
             .bind(updated.iter().map(|r| r.content_sid.clone()).collect::<Vec<_>>())
             .bind(updated.iter().map(|r| r.content_variables.clone()).collect::<Vec<_>>())
+            .bind(updated.iter().map(|r| r.event_seq).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
     }
@@ -327,6 +334,26 @@ async fn write(conn: &mut PgConnection, plan: &Plan) -> Result<(), StoreError> {
         sqlx::query(sql::PG_SET_POLL_AT)
             .bind(texts(changes.polls.iter().map(|(id, _)| id)))
             .bind(changes.polls.iter().map(|(_, at)| *at).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+    }
+    if !changes.events.is_empty() {
+        let e = &changes.events;
+        sqlx::query(sql::PG_INSERT_EVENTS)
+            .bind(e.iter().map(|e| e.id.clone()).collect::<Vec<_>>())
+            .bind(texts(e.iter().map(|e| e.event_type.as_str())))
+            .bind(e.iter().map(|e| e.message_id.map(|id| id.to_string())).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.seq).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.payload.clone()).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.created_at).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+        let deliveries: Vec<(&str, &str, i64)> =
+            e.iter().flat_map(|e| e.endpoints.iter().map(move |d| (e.id.as_str(), d.as_str(), e.created_at))).collect();
+        sqlx::query(sql::PG_INSERT_DELIVERIES)
+            .bind(texts(deliveries.iter().map(|d| d.0)))
+            .bind(texts(deliveries.iter().map(|d| d.1)))
+            .bind(deliveries.iter().map(|d| d.2).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
     }

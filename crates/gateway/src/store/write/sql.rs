@@ -4,24 +4,30 @@
 pub(super) const PG_INSERT_MESSAGES: &str = "INSERT INTO messages (id, message_sid, direction, from_addr, to_addr, body, \
      media_urls, content_sid, content_variables, status, error_code, error_message, priority, attempts, reference, metadata, \
      next_attempt_at, counted, callbacks_seen, created_at, queued_at, sent_at, delivered_at, read_at, failed_at, last_status_at, \
-     idempotency_key, validity_s, expires_at, fallback_content_sid, fallback_content_variables) \
+     idempotency_key, validity_s, expires_at, fallback_content_sid, fallback_content_variables, event_seq, details) \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], \
      $9::text[], $10::text[], $11::bigint[], $12::text[], $13::bigint[], $14::bigint[], $15::text[], $16::text[], $17::bigint[], \
      $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[], $23::bigint[], $24::bigint[], $25::bigint[], \
-     $26::bigint[], $27::text[], $28::bigint[], $29::bigint[], $30::text[], $31::text[])";
+     $26::bigint[], $27::text[], $28::bigint[], $29::bigint[], $30::text[], $31::text[], $32::bigint[], $33::text[])";
 
 pub(super) const PG_UPDATE_MESSAGES: &str = "UPDATE messages AS m SET message_sid = v.message_sid, status = v.status, \
      error_code = v.error_code, error_message = v.error_message, attempts = v.attempts, next_attempt_at = v.next_attempt_at, \
      lease_owner = v.lease_owner, lease_until = v.lease_until, counted = v.counted, callbacks_seen = v.callbacks_seen, \
      queued_at = v.queued_at, sent_at = v.sent_at, delivered_at = v.delivered_at, read_at = v.read_at, failed_at = v.failed_at, \
      last_status_at = v.last_status_at, attempt_base = v.attempt_base, expires_at = v.expires_at, \
-     content_sid = v.content_sid, content_variables = v.content_variables \
+     content_sid = v.content_sid, content_variables = v.content_variables, event_seq = v.event_seq \
      FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[], $8::text[], \
      $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], \
-     $17::bigint[], $18::bigint[], $19::bigint[], $20::text[], $21::text[]) AS v(id, message_sid, status, error_code, \
+     $17::bigint[], $18::bigint[], $19::bigint[], $20::text[], $21::text[], $22::bigint[]) AS v(id, message_sid, status, error_code, \
      error_message, attempts, next_attempt_at, lease_owner, lease_until, counted, callbacks_seen, queued_at, sent_at, \
-     delivered_at, read_at, failed_at, last_status_at, attempt_base, expires_at, content_sid, content_variables) \
+     delivered_at, read_at, failed_at, last_status_at, attempt_base, expires_at, content_sid, content_variables, event_seq) \
      WHERE m.id = v.id";
+
+pub(super) const PG_INSERT_EVENTS: &str = "INSERT INTO events (id, event_type, message_id, seq, payload, created_at) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[])";
+
+pub(super) const PG_INSERT_DELIVERIES: &str = "INSERT INTO event_deliveries (event_id, endpoint_id, status, attempts, \
+     next_attempt_at, created_at) SELECT e, d, 'pending', 0, t, t FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS v(e, d, t)";
 
 pub(super) const PG_INSERT_LOG: &str = "INSERT INTO message_status_log (message_id, previous_status, new_status, applied, \
      error_code, source, detail, occurred_at) \
@@ -163,6 +169,8 @@ pub(super) const PG_STATEMENTS: &[&str] = &[
     PG_INSERT_MESSAGES,
     PG_UPDATE_MESSAGES,
     PG_INSERT_LOG,
+    PG_INSERT_EVENTS,
+    PG_INSERT_DELIVERIES,
     PG_INSERT_ATTEMPTS,
     PG_FINISH_ATTEMPTS,
     PG_INSERT_UNMATCHED,

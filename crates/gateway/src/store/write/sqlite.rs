@@ -13,6 +13,7 @@ use super::batch::IDEMPOTENCY_KEY_LIFETIME_MS;
 use super::batch::{Keys, Loaded, merged_contact_changes, opt_code};
 use super::command::{Command, Reply};
 use super::plan::{Plan, millis};
+use super::routes::Outbox;
 use super::sql;
 use super::writer::Executor;
 use crate::domain::rollup::Counted;
@@ -25,11 +26,12 @@ pub(crate) struct SqliteExecutor {
     path: PathBuf,
     conn: Option<Connection>,
     shard: String,
+    outbox: Outbox,
 }
 
 impl SqliteExecutor {
-    pub fn new(path: PathBuf, shard: String) -> Self {
-        Self { path, conn: None, shard }
+    pub fn new(path: PathBuf, shard: String, outbox: Outbox) -> Self {
+        Self { path, conn: None, shard, outbox }
     }
 }
 
@@ -57,18 +59,24 @@ impl Executor for SqliteExecutor {
         };
         // The writer's own thread: blocking here blocks nothing else.
         let mut conn = conn;
-        let result = run_batch(&mut conn, &commands, &self.shard);
+        let result = run_batch(&mut conn, &commands, &self.shard, &self.outbox);
         self.conn = Some(conn);
         result
     }
 }
 
-fn run_batch(conn: &mut Connection, commands: &[Command], shard: &str) -> Result<Vec<Result<Reply, StoreError>>, StoreError> {
+fn run_batch(
+    conn: &mut Connection,
+    commands: &[Command],
+    shard: &str,
+    outbox: &Outbox,
+) -> Result<Vec<Result<Reply, StoreError>>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let loaded = load(&tx, Keys::of(commands))?;
-    let (plan, replies) = Plan::run(loaded, commands, shard);
+    let (plan, replies) = Plan::run(loaded, commands, shard, outbox.routes());
     write(&tx, &plan)?;
     tx.commit()?;
+    outbox.committed(!plan.changes.events.is_empty());
     Ok(replies)
 }
 
@@ -99,6 +107,8 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRecord> {
         lease_until: row.get("lease_until")?,
         counted: Counted(row.get("counted")?),
         callbacks_seen: row.get("callbacks_seen")?,
+        event_seq: row.get("event_seq")?,
+        details: row.get("details")?,
         created_at: row.get("created_at")?,
         lifecycle: Lifecycle {
             status: row.get("status")?,
@@ -271,9 +281,9 @@ fn write(tx: &Transaction<'_>, plan: &Plan) -> Result<(), StoreError> {
             "INSERT INTO messages (id, message_sid, direction, from_addr, to_addr, body, media_urls, content_sid, \
              content_variables, status, error_code, error_message, priority, attempts, reference, metadata, next_attempt_at, \
              counted, callbacks_seen, created_at, queued_at, sent_at, delivered_at, read_at, failed_at, last_status_at, \
-             idempotency_key, validity_s, expires_at, fallback_content_sid, fallback_content_variables) VALUES (?1, ?2, ?3, ?4, \
-             ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, \
-             ?29, ?30, ?31)",
+             idempotency_key, validity_s, expires_at, fallback_content_sid, fallback_content_variables, event_seq, details) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, \
+             ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)",
         )?
         .execute(params![
             m.id,
@@ -307,6 +317,8 @@ fn write(tx: &Transaction<'_>, plan: &Plan) -> Result<(), StoreError> {
             m.expires_at,
             m.fallback_content_sid,
             m.fallback_content_variables,
+            m.event_seq,
+            m.details,
         ])?;
     }
     for m in plan.updated_rows() {
@@ -315,7 +327,7 @@ fn write(tx: &Transaction<'_>, plan: &Plan) -> Result<(), StoreError> {
             "UPDATE messages SET message_sid = ?2, status = ?3, error_code = ?4, error_message = ?5, attempts = ?6, \
              next_attempt_at = ?7, lease_owner = ?8, lease_until = ?9, counted = ?10, callbacks_seen = ?11, queued_at = ?12, \
              sent_at = ?13, delivered_at = ?14, read_at = ?15, failed_at = ?16, last_status_at = ?17, attempt_base = ?18, \
-             expires_at = ?19, content_sid = ?20, content_variables = ?21 WHERE id = ?1",
+             expires_at = ?19, content_sid = ?20, content_variables = ?21, event_seq = ?22 WHERE id = ?1",
         )?
         .execute(params![
             m.id,
@@ -339,7 +351,19 @@ fn write(tx: &Transaction<'_>, plan: &Plan) -> Result<(), StoreError> {
             m.expires_at,
             m.content_sid,
             m.content_variables,
+            m.event_seq,
         ])?;
+    }
+    for e in &changes.events {
+        tx.prepare_cached("INSERT INTO events (id, event_type, message_id, seq, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
+            .execute(params![e.id, e.event_type.as_str(), e.message_id, e.seq, e.payload, e.created_at])?;
+        for endpoint in &e.endpoints {
+            tx.prepare_cached(
+                "INSERT INTO event_deliveries (event_id, endpoint_id, status, attempts, next_attempt_at, created_at) \
+                 VALUES (?1, ?2, 'pending', 0, ?3, ?3)",
+            )?
+            .execute(params![e.id, endpoint, e.created_at])?;
+        }
     }
     for e in &changes.log {
         tx.prepare_cached(
