@@ -72,13 +72,10 @@ struct LoadArgs {
     #[arg(long, default_value_t = 600)]
     timeout_s: u64,
     /// Receive the gateway's event webhooks on this loopback port (the gateway's `EVENTS_URL`
-    /// is `http://127.0.0.1:<port>/events`), answering 204, and count the run done only once
-    /// `--events-per-message` distinct events per accepted message have arrived.
+    /// is `http://127.0.0.1:<port>/events`), answering 204, and count the run done only once the
+    /// gateway has no event left to deliver (`GET /api/v1/events?status=pending`).
     #[arg(long)]
     events_port: Option<u16>,
-    /// Events each message has (`message.status_changed`: pending → queued → sent → delivered → read).
-    #[arg(long, default_value_t = 4)]
-    events_per_message: usize,
 }
 
 /// `wg-bench ingest`.

@@ -20,6 +20,10 @@ pub struct Counters {
     pub busiest_second_by_sender: BTreeMap<String, u64>,
     /// Messages created, per recipient.
     pub created_by_recipient: BTreeMap<String, u64>,
+    /// Messages created in each second of the clock (Unix seconds; all senders together; the
+    /// last ten minutes).
+    #[serde(default)]
+    pub created_by_second: BTreeMap<u64, u64>,
     /// Create requests answered 429 (throttle, rate cap, concurrency cap).
     pub creates_rejected_429: u64,
     /// Create requests answered 500 (injected).
@@ -93,6 +97,8 @@ impl CounterSet {
         let busiest = c.busiest_second_by_sender.entry(sender.to_owned()).or_default();
         *busiest = (*busiest).max(*count);
         counts.retain(|s, _| s + 60 >= second);
+        *c.created_by_second.entry(second).or_default() += 1;
+        c.created_by_second.retain(|s, _| s + 600 >= second);
         *c.created_by_recipient.entry(recipient.to_owned()).or_default() += 1;
     }
 

@@ -185,7 +185,7 @@ impl Config {
         let events = EventsConfig {
             url: v.var("EVENTS_URL").map(|v| http_url("EVENTS_URL", v)).transpose()?,
             secret: v.secret("EVENTS_SECRET", "EVENTS_SECRET_FILE")?,
-            concurrency: v.parsed("EVENTS_CONCURRENCY", 32usize)?.max(1),
+            concurrency: v.parsed("EVENTS_CONCURRENCY", 64usize)?.max(1),
             timeout: v.millis("EVENTS_TIMEOUT_MS", 10_000)?,
             retry_base: v.millis("EVENTS_RETRY_BASE_MS", 5_000)?,
             retry_max: v.millis("EVENTS_RETRY_MAX_MS", 3_600_000)?,
@@ -193,6 +193,7 @@ impl Config {
             disable_after: v.millis("EVENTS_DISABLE_AFTER_MS", 5 * 24 * 3_600_000)?,
             rotation_grace: v.millis("EVENTS_ROTATION_GRACE_MS", 24 * 3_600_000)?,
             handler_grace: v.millis("EVENTS_HANDLER_GRACE_MS", 30_000)?,
+            allow_private_urls: v.parsed("EVENTS_ALLOW_PRIVATE_URLS", false)?,
         };
         if events.timeout.is_zero() {
             return Err(invalid("EVENTS_TIMEOUT_MS", "must be at least 1"));

@@ -89,7 +89,7 @@ pub struct EventsConfig {
     /// Its signing secret, `whsec_…` (`EVENTS_SECRET`, or `EVENTS_SECRET_FILE`); generated and
     /// kept in the database when unset (`GET /api/v1/events/endpoints/config-events/secret` shows it).
     pub secret: Option<SecretString>,
-    /// Attempts to post one event run at once, per instance (`EVENTS_CONCURRENCY`, default 32).
+    /// Attempts to post one event run at once, per instance (`EVENTS_CONCURRENCY`, default 64).
     pub concurrency: usize,
     /// Timeout of one attempt (`EVENTS_TIMEOUT_MS`, default 10000).
     pub timeout: Duration,
@@ -108,6 +108,9 @@ pub struct EventsConfig {
     /// before the dispatcher runs them instead and sends their answer as a message
     /// (`EVENTS_HANDLER_GRACE_MS`, default 30000).
     pub handler_grace: Duration,
+    /// Let endpoints added over the API post to internal addresses (loopback, private,
+    /// link-local) (`EVENTS_ALLOW_PRIVATE_URLS`, default false; configured endpoints always may).
+    pub allow_private_urls: bool,
     /// Each application endpoint's previous secret keeps signing this long after a rotation
     /// unless the rotation says otherwise (`EVENTS_ROTATION_GRACE_MS`, default 24 hours).
     pub rotation_grace: Duration,

@@ -42,7 +42,11 @@ pub struct InboundDetails {
     /// A quick-reply or call-to-action button the user pressed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub button: Option<Button>,
-    /// A list reply or another interactive answer (`InteractiveData`, JSON as Twilio sent it).
+    /// The item picked from a list message (`ListId`, `ListTitle`, `ListDescription`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list_reply: Option<ListReply>,
+    /// Another interactive answer (`InteractiveData`, JSON as Twilio sent it; a WhatsApp Flow's
+    /// `FlowData` is kept the same way).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interactive: Option<serde_json::Value>,
     /// A shared location.
@@ -84,6 +88,20 @@ pub struct Button {
     /// `REPLY` or `ACTION` (`ButtonType`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+}
+
+/// The item a user picked from a list message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ListReply {
+    /// The item's id, as the list gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Its title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Its description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// A shared location.

@@ -28,7 +28,7 @@ pub use event::{EventType, EventTypes, HANDLERS_ENDPOINT, UnknownEventType, new_
 pub use granularity::Granularity;
 pub use health::{PhoneHealth, SenderHealth};
 pub use ids::{MessageId, MessageSid};
-pub use inbound::{Button, InboundDetails, InboundMessage, Location, Media, Referral};
+pub use inbound::{Button, InboundDetails, InboundMessage, ListReply, Location, Media, Referral};
 pub use message::{
     Content, Direction, Fallback, MAX_VALIDITY_S, NewOutboundMessage, SERVICE_WINDOW_MS, outside_window, rfc3339_seconds, window_open,
 };

@@ -132,7 +132,7 @@ fn events_contract(document: &mut Value) {
     for (name, required_url) in [("CreateEndpointRequest", true), ("UpdateEndpointRequest", false)] {
         let properties = &mut schemas[name]["properties"];
         properties["url"] = if required_url {
-            json!({"type": "string", "pattern": ENDPOINT_URL_PATTERN, "maxLength": 2048, "description": "Where events are posted (`http` or `https`).", "example": "https://app.example.com/hooks/whatsapp"})
+            json!({"type": "string", "pattern": ENDPOINT_URL_PATTERN, "maxLength": 2048, "description": "Where events are posted (`http` or `https`). An address inside the gateway's own network (loopback, private, link-local) is refused unless `EVENTS_ALLOW_PRIVATE_URLS`.", "example": "https://app.example.com/hooks/whatsapp"})
         } else {
             json!({"type": ["string", "null"], "pattern": ENDPOINT_URL_PATTERN, "maxLength": 2048, "description": "A new URL."})
         };

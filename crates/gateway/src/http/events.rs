@@ -420,8 +420,9 @@ fn endpoint_id(value: &str) -> Result<String, ApiError> {
 
 fn event_id(field: &str, value: &str) -> Result<String, ApiError> {
     let ok = value.len() == 36 && value.starts_with("evt_") && value[4..].bytes().all(|b| b.is_ascii_hexdigit());
+    // Ids are stored in lower case.
     if ok {
-        Ok(value.to_owned())
+        Ok(value.to_ascii_lowercase())
     } else {
         Err(ApiError::field(field, format!("is not an event id (evt_ and 32 hex digits): {:?}", truncated(value))))
     }
@@ -788,11 +789,14 @@ async fn list_events(
     {
         errors.extend(e);
     }
-    if let Some(before) = &query.before
-        && let Err(ApiError::Validation(e)) = event_id("before", before)
-    {
-        errors.extend(e);
-    }
+    let before = match query.before.as_deref().map(|b| event_id("before", b)) {
+        Some(Ok(before)) => Some(before),
+        Some(Err(ApiError::Validation(e))) => {
+            errors.extend(e);
+            None
+        }
+        _ => None,
+    };
     let limit = match bounded("limit", query.limit, 50, 500) {
         Ok(limit) => limit,
         Err(ApiError::Validation(e)) => {
@@ -804,8 +808,7 @@ async fn list_events(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let filter =
-        EventFilter { message_id, event_type, endpoint_id: query.endpoint_id, delivery_status: query.status, before: query.before, limit };
+    let filter = EventFilter { message_id, event_type, endpoint_id: query.endpoint_id, delivery_status: query.status, before, limit };
     let events = state.gateway.events(&filter).await?;
     let next_cursor = (events.len() as i64 == limit).then(|| events.last().map(|(e, _)| e.id.clone())).flatten();
     Ok(Json(EventPage { events: events.into_iter().map(|(e, d)| EventView::of(e, d)).collect(), next_cursor }))

@@ -2,6 +2,7 @@
 //! ([`signature`]; the HMAC itself is the `twilio-signature` crate) and the transport policy
 //! ([`transport`]). No HTTP framework here, so the CLI mints tokens with the same code.
 
+pub mod destination;
 pub mod jwt;
 pub mod scope;
 pub mod signature;

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt as _;
 use secrecy::ExposeSecret as _;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -18,12 +19,19 @@ use crate::domain::{UnixMillis, now_ms};
 use crate::security::WebhookSecret;
 use crate::security::standard_webhooks::signature_header;
 use crate::store::Store;
-use crate::store::events::{DeliveryResult, DueDelivery, EndpointRecord, NextStep, ORIGIN_INTERNAL};
+use crate::store::events::{DeliveryResult, DueDelivery, EndpointRecord, NextStep, ORIGIN_API, ORIGIN_INTERNAL};
 use crate::telemetry::metrics;
 
 /// How often the routes are reloaded (endpoints changed by another instance) and due
 /// deliveries are looked for without a bell.
 const REFRESH: Duration = Duration::from_secs(2);
+/// How long the endpoints (URL, secrets) loaded for a round are used for the next ones (a change
+/// made through this process applies at once; one made through another instance within this).
+const ENDPOINTS_FRESH: Duration = Duration::from_millis(500);
+/// How long the dispatcher waits to take, and to record, more at once.
+const LINGER: Duration = Duration::from_millis(5);
+/// Results waiting to be recorded, at most.
+const RECORD_QUEUE: usize = 1024;
 /// The most of an answer's body kept with its attempt.
 const EXCERPT_BYTES: usize = 1024;
 
@@ -52,7 +60,9 @@ impl Dispatcher {
     pub async fn run(self, shutdown: CancellationToken) {
         let this = Arc::new(self);
         let permits = Arc::new(Semaphore::new(this.config.concurrency));
-        let (results, mut recorded) = mpsc::unbounded_channel::<DeliveryResult>();
+        // Bounded, so that results never pile up unrecorded (none outlives its lease waiting): an
+        // attempt whose result finds the queue full holds its slot until there is room.
+        let (results, mut recorded) = mpsc::channel::<DeliveryResult>(RECORD_QUEUE);
         // Rung after each round is recorded: a retry may be due before the next refresh.
         let retried = Arc::new(tokio::sync::Notify::new());
         let recorder = {
@@ -60,8 +70,19 @@ impl Dispatcher {
             tokio::spawn(async move {
                 let mut batch = Vec::new();
                 while recorded.recv_many(&mut batch, 256).await > 0 {
-                    let retries = batch.iter().any(|r| matches!(r.next, NextStep::Retry(_)));
-                    this.record(std::mem::take(&mut batch)).await;
+                    // Under load, gather the results of a few milliseconds into one transaction.
+                    if batch.len() < 64 {
+                        tokio::time::sleep(LINGER).await;
+                        while batch.len() < 256 {
+                            let room = 256 - batch.len();
+                            if recorded.recv_many(&mut batch, room).now_or_never().is_none_or(|n| n == 0) {
+                                break;
+                            }
+                        }
+                    }
+                    let round = std::mem::take(&mut batch);
+                    let retries = round.iter().any(|r| matches!(r.next, NextStep::Retry(_)));
+                    this.record(round).await;
                     if retries {
                         retried.notify_one();
                     }
@@ -70,6 +91,8 @@ impl Dispatcher {
         };
         let mut refreshed: Option<Instant> = None;
         let mut endpoints: Arc<HashMap<String, EndpointRecord>> = Arc::default();
+        let mut endpoints_loaded: Option<Instant> = None;
+        let mut endpoints_generation = u64::MAX;
         while !shutdown.is_cancelled() {
             if refreshed.is_none_or(|at| at.elapsed() >= REFRESH) {
                 match this.store.refresh_event_routes().await {
@@ -77,11 +100,14 @@ impl Dispatcher {
                     Err(e) => tracing::warn!(error = %crate::telemetry::chain(&e), "cannot load the event endpoints"),
                 }
             }
+            // Claim in rounds of at least a quarter of the slots: a round costs the same few
+            // statements whatever its size.
+            let quarter = (this.config.concurrency / 4).max(1);
             let free = permits.available_permits();
-            if free == 0 {
+            if free < quarter {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    permit = permits.acquire() => drop(permit),
+                    permit = permits.acquire_many(quarter as u32) => drop(permit),
                 }
                 continue;
             }
@@ -97,35 +123,53 @@ impl Dispatcher {
                 }
             };
             let full = due.len() == free;
-            if !due.is_empty() {
-                // The endpoints as they are now: a rotated secret or a new URL applies at once.
+            // The endpoints as they are at most a moment ago (a rotated secret or a new URL applies
+            // within ENDPOINTS_FRESH), and at once for an endpoint not seen yet.
+            let unknown = due.iter().any(|d| !endpoints.contains_key(&d.endpoint_id));
+            let changed = this.store.outbox().generation() != endpoints_generation;
+            if !due.is_empty() && (unknown || changed || endpoints_loaded.is_none_or(|at| at.elapsed() >= ENDPOINTS_FRESH)) {
+                let generation = this.store.outbox().generation();
                 match this.store.all_endpoints().await {
-                    Ok(all) => endpoints = Arc::new(all.into_iter().map(|e| (e.id.clone(), e)).collect()),
+                    Ok(all) => {
+                        endpoints = Arc::new(all.into_iter().map(|e| (e.id.clone(), e)).collect());
+                        endpoints_loaded = Some(Instant::now());
+                        endpoints_generation = generation;
+                    }
                     Err(e) => tracing::warn!(error = %crate::telemetry::chain(&e), "cannot load the event endpoints"),
                 }
             }
+            let took = due.len();
             for delivery in due {
                 let Ok(permit) = permits.clone().try_acquire_owned() else { break };
                 let (this, endpoints, results) = (this.clone(), endpoints.clone(), results.clone());
                 tokio::spawn(async move {
                     let result = this.attempt(delivery, &endpoints).await;
-                    let _ = results.send(result);
+                    let _ = results.send(result).await;
                     drop(permit);
                 });
             }
             if full {
                 continue;
             }
-            // Until the bell, the next retry, or the next refresh, whichever comes first.
-            let wait = match this.store.next_delivery_at().await {
-                Ok(Some(at)) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0).clamp(5, millis(REFRESH) as u64)),
-                _ => REFRESH,
+            // Until the bell, the next retry, or the next refresh, whichever comes first (while
+            // deliveries flow, the bell comes first: the next retry is looked up only when idle).
+            let wait = if took > 0 {
+                REFRESH
+            } else {
+                match this.store.next_delivery_at().await {
+                    Ok(Some(at)) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0).clamp(5, millis(REFRESH) as u64)),
+                    _ => REFRESH,
+                }
             };
-            tokio::select! {
+            let rung = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = this.store.outbox().rung() => {}
-                _ = retried.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+                _ = this.store.outbox().rung() => true,
+                _ = retried.notified() => false,
+                _ = tokio::time::sleep(wait) => false,
+            };
+            if rung {
+                // Events come in bursts (a batch commits several): take them a few ms later, together.
+                tokio::time::sleep(LINGER).await;
             }
         }
         // Let the attempts in flight finish, then record them.
@@ -174,16 +218,20 @@ impl Dispatcher {
         let mut retry_after = None;
         let outcome: Result<Option<String>, String> = match endpoints.get(&d.endpoint_id) {
             None => Err("the endpoint no longer exists".into()),
-            Some(endpoint) if endpoint.origin == ORIGIN_INTERNAL => self.gateway.run_stored_handlers(&d).await,
-            Some(endpoint) => match self.post(endpoint, &d, attempted_at).await {
-                Ok((status, excerpt, after)) => {
-                    result.status_code = Some(i64::from(status));
-                    result.response = excerpt;
-                    retry_after = after;
-                    if (200..300).contains(&status) { Ok(None) } else { Err(format!("answered {status}")) }
+            Some(endpoint) if endpoint.origin == ORIGIN_INTERNAL => {
+                // Within the lease, so that no other dispatcher takes them meanwhile.
+                match tokio::time::timeout(self.config.timeout, self.gateway.run_stored_handlers(&d)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err("the handlers did not finish within EVENTS_TIMEOUT_MS".to_owned()),
                 }
-                Err(e) => Err(e),
-            },
+            }
+            Some(endpoint) if endpoint.origin == ORIGIN_API && !self.config.allow_private_urls => {
+                match public_destination(&endpoint.url).await {
+                    Ok(()) => self.post_recorded(endpoint, &d, attempted_at, &mut result, &mut retry_after).await,
+                    Err(refused) => Err(refused),
+                }
+            }
+            Some(endpoint) => self.post_recorded(endpoint, &d, attempted_at, &mut result, &mut retry_after).await,
         };
         result.latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let label = match outcome {
@@ -206,6 +254,22 @@ impl Dispatcher {
         };
         metrics::event_attempt(label, started.elapsed());
         result
+    }
+
+    /// Posts one event, keeping the answer's status and excerpt in `result`.
+    async fn post_recorded(
+        &self,
+        endpoint: &EndpointRecord,
+        d: &DueDelivery,
+        now: UnixMillis,
+        result: &mut DeliveryResult,
+        retry_after: &mut Option<Duration>,
+    ) -> Result<Option<String>, String> {
+        let (status, excerpt, after) = self.post(endpoint, d, now).await?;
+        result.status_code = Some(i64::from(status));
+        result.response = excerpt;
+        *retry_after = after;
+        if (200..300).contains(&status) { Ok(None) } else { Err(format!("answered {status}")) }
     }
 
     /// Posts one event: its status, the start of its body, and its `Retry-After`.
@@ -231,7 +295,7 @@ impl Dispatcher {
             .body(d.payload.clone())
             .send()
             .await
-            .map_err(|e| describe(&e))?;
+            .map_err(describe)?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -266,15 +330,32 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
-fn describe(e: &reqwest::Error) -> String {
+fn describe(e: reqwest::Error) -> String {
     if e.is_timeout() {
         "no answer in time (EVENTS_TIMEOUT_MS)".into()
     } else if e.is_connect() {
         "cannot connect".into()
     } else {
-        let mut text = e.to_string();
+        // Without the URL, which may carry a token in its query.
+        let mut text = crate::telemetry::chain(&e.without_url());
         text.truncate(200);
         text
+    }
+}
+
+/// Refuses to post to an address inside the gateway's own network (loopback, private, link-local,
+/// unspecified; `EVENTS_ALLOW_PRIVATE_URLS` allows it): an endpoint an API token adds must not
+/// reach the services beside the gateway, whose answers the attempts would show. Checked on the
+/// addresses the name resolves to, at each attempt.
+async fn public_destination(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("unusable URL: {e}"))?;
+    let host = parsed.host_str().ok_or("the URL has no host")?.to_owned();
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    let addresses: Vec<std::net::SocketAddr> =
+        tokio::net::lookup_host((host.as_str(), port)).await.map_err(|e| format!("cannot resolve {host}: {e}"))?.collect();
+    match addresses.iter().find(|a| crate::security::destination::is_internal(a.ip())) {
+        Some(a) => Err(format!("{host} resolves to {}, an internal address: refused (EVENTS_ALLOW_PRIVATE_URLS=true allows it)", a.ip())),
+        None => Ok(()),
     }
 }
 
@@ -311,6 +392,7 @@ mod tests {
             disable_after: Duration::from_secs(5 * 86_400),
             rotation_grace: Duration::from_secs(86_400),
             handler_grace: Duration::from_secs(30),
+            allow_private_urls: false,
         }
     }
 

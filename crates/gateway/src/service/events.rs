@@ -72,6 +72,7 @@ impl Gateway {
         event_types: EventTypes,
         secret: Option<WebhookSecret>,
     ) -> Result<EndpointRecord, GatewayError> {
+        self.check_destination(&url)?;
         let endpoint = NewEndpoint {
             id: format!("ep_{}", uuid::Uuid::now_v7().simple()),
             url,
@@ -81,6 +82,31 @@ impl Gateway {
             origin: ORIGIN_API,
         };
         Ok(self.store().create_endpoint(&endpoint, now_ms()).await?)
+    }
+
+    /// Refuses a URL whose host is plainly inside the gateway's network (a loopback, private or
+    /// link-local address, `localhost`) unless `EVENTS_ALLOW_PRIVATE_URLS`; a name that resolves
+    /// to one is refused at each delivery attempt.
+    fn check_destination(&self, url: &str) -> Result<(), GatewayError> {
+        if self.events_config().allow_private_urls {
+            return Ok(());
+        }
+        let parsed = reqwest::Url::parse(url).ok();
+        let host = parsed.as_ref().and_then(|u| u.host_str()).unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+        let internal = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => crate::security::destination::is_internal(ip),
+            Err(_) => host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost"),
+        };
+        if internal {
+            return Err(GatewayError::Refused {
+                field: "url",
+                reason: format!(
+                    "points inside the gateway's own network ({url}): refused unless EVENTS_ALLOW_PRIVATE_URLS=true (an endpoint \
+                     from EVENTS_URL may point anywhere)"
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The endpoints (the gateway's internal one left out).
@@ -105,6 +131,9 @@ impl Gateway {
                 field: if patch.url.is_some() { "url" } else { "event_types" },
                 reason: format!("{id} comes from the configuration ({}): change it there", current.description.unwrap_or_default()),
             });
+        }
+        if let Some(url) = &patch.url {
+            self.check_destination(url)?;
         }
         self.store()
             .update_endpoint(id, patch, now_ms())

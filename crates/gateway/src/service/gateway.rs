@@ -268,11 +268,13 @@ impl Gateway {
         };
         let reply = self.inner.handlers.reply(&message, &outcome.contact).await;
         if self.inner.store.mark_handled(&event, reply.as_deref(), now_ms()).await? {
-            Ok(answered(reply))
-        } else {
-            // The dispatcher ran them meanwhile, and sent their answer as a message.
-            Ok(answered(None))
+            return Ok(answered(reply));
         }
+        // Someone else settled it meanwhile: another delivery of this webhook (whose answer is
+        // given again here: Twilio takes one of them), or the dispatcher, which sent the answer
+        // as a message (and recorded none to give).
+        let settled = self.inner.store.handled(outcome.message_id).await?;
+        Ok(answered(settled.filter(|d| d.status != "pending").and_then(|d| d.result)))
     }
 
     /// Runs the handlers for a stored `message.received` event the webhook did not get to (the

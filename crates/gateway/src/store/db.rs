@@ -98,6 +98,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "suppression", include_str!("../../migrations/sqlite/0008_suppression.sql")),
     (9, "poll", include_str!("../../migrations/sqlite/0009_poll.sql")),
     (10, "events", include_str!("../../migrations/sqlite/0010_events.sql")),
+    (11, "lean outbox", include_str!("../../migrations/sqlite/0011_lean_outbox.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -110,6 +111,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "suppression", include_str!("../../migrations/postgres/0008_suppression.sql")),
     (9, "poll", include_str!("../../migrations/postgres/0009_poll.sql")),
     (10, "events", include_str!("../../migrations/postgres/0010_events.sql")),
+    (11, "lean outbox", include_str!("../../migrations/postgres/0011_lean_outbox.sql")),
 ];
 
 impl Store {

@@ -228,6 +228,28 @@ pub struct DeliveryResult {
     pub next: NextStep,
 }
 
+/// A result as its delivery row is written.
+struct RecordedRow<'a> {
+    result: &'a DeliveryResult,
+    status: &'static str,
+    next_at: UnixMillis,
+    delivered_at: Option<UnixMillis>,
+    answer: Option<String>,
+    error: Option<String>,
+}
+
+impl<'a> RecordedRow<'a> {
+    fn of(r: &'a DeliveryResult) -> Self {
+        let (status, next_at, delivered_at, answer) = match &r.next {
+            NextStep::Delivered(answer) => ("delivered", r.attempted_at, Some(r.attempted_at), answer.clone()),
+            NextStep::Retry(at) => ("pending", *at, None, None),
+            NextStep::Failed => ("failed", r.attempted_at, None, None),
+        };
+        let error = r.error.clone().or_else(|| r.status_code.filter(|c| !(200..300).contains(c)).map(|c| format!("answered {c}")));
+        Self { result: r, status, next_at, delivered_at, answer, error }
+    }
+}
+
 /// What becomes of a delivery after an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NextStep {
@@ -266,6 +288,7 @@ impl Store {
             endpoints: rows.into_iter().map(|(id, types)| (id, EventTypes::from_column(&types))).filter(|(_, t)| !t.is_empty()).collect(),
         };
         self.outbox().set_routes(routes.clone());
+        self.outbox().endpoints_changed();
         Ok(routes)
     }
 
@@ -303,11 +326,13 @@ impl Store {
         Ok(())
     }
 
-    /// Disables the configured (and internal) endpoints that are not in `keep`: the
-    /// configuration no longer names them.
+    /// Disables the configured endpoints that are not in `keep`: the configuration no longer
+    /// names them. The handlers' endpoint is never retired: an instance without handlers (a
+    /// worker process, say) must not stop another's; a delivery to it that finds no handler is
+    /// simply done.
     pub async fn retire_config_endpoints(&self, keep: &[&str], now: UnixMillis) -> Result<(), StoreError> {
         let rows: Vec<(String,)> = on_pool!(self, pool => sqlx::query_as(
-            "SELECT id FROM event_endpoints WHERE origin IN ('config', 'internal') AND enabled = 1"
+            "SELECT id FROM event_endpoints WHERE origin = 'config' AND enabled = 1"
         ).fetch_all(pool).await?);
         for (id,) in rows.into_iter().filter(|(id,)| !keep.contains(&id.as_str())) {
             on_pool!(self, pool => sqlx::query(
@@ -374,6 +399,7 @@ impl Store {
             "UPDATE event_endpoints SET previous_secret = secret, previous_secret_until = $3, secret = $2, updated_at = $4 \
              WHERE id = $1"
         ).bind(id).bind(secret).bind(previous_until).bind(now).execute(pool).await?.rows_affected());
+        self.outbox().endpoints_changed();
         self.endpoint(id).await
     }
 
@@ -476,57 +502,181 @@ impl Store {
                 list.push(&r.endpoint_id);
             }
         }
-        // An endpoint that answered at least once in this round is not failing.
+        // An endpoint that answered at least once in this round is not failing. In id order, so
+        // that two instances recording at once lock the endpoints' rows in the same order.
         failed.retain(|id| !succeeded.contains(id));
+        succeeded.sort_unstable();
+        failed.sort_unstable();
         let reason = format!(
             "disabled automatically: every delivery failed for {} (EVENTS_DISABLE_AFTER_MS); enable it again by hand",
             crate::domain::clock::span_words(disable_after_ms)
         );
-        let disabled = on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            for r in results {
-                let (status, next_at, delivered_at, result) = match &r.next {
-                    NextStep::Delivered(result) => ("delivered", r.attempted_at, Some(r.attempted_at), result.clone()),
-                    NextStep::Retry(at) => ("pending", *at, None, None),
-                    NextStep::Failed => ("failed", r.attempted_at, None, None),
-                };
+        // Each failing endpoint's soonest retry: its other due deliveries wait for it.
+        let rests: Vec<(&str, UnixMillis)> = failed
+            .iter()
+            .filter_map(|id| {
+                let soonest = results
+                    .iter()
+                    .filter(|r| r.endpoint_id == *id)
+                    .filter_map(|r| match r.next {
+                        NextStep::Retry(at) => Some(at),
+                        _ => None,
+                    })
+                    .min()?;
+                Some((*id, soonest))
+            })
+            .collect();
+        let rows: Vec<RecordedRow<'_>> = results.iter().map(RecordedRow::of).collect();
+        let disabled: Vec<String> = match self.pool() {
+            Pool::Postgres(pool) => {
+                // A handful of set-based statements per round, whatever its size.
+                let mut tx = pool.begin().await?;
                 sqlx::query(
-                    "UPDATE event_deliveries SET status = $3, next_attempt_at = $4, last_attempt_at = $5, last_status_code = $6, \
-                     last_error = $7, delivered_at = $8, result = $9 WHERE event_id = $1 AND endpoint_id = $2"
+                    "UPDATE event_deliveries d SET status = v.status, next_attempt_at = v.next_at, last_attempt_at = v.at, \
+                     last_status_code = v.code, last_error = v.error, delivered_at = v.delivered_at, result = v.result \
+                     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[], \
+                     $8::bigint[], $9::text[], $10::bigint[]) AS v(event_id, endpoint_id, status, next_at, at, code, error, \
+                     delivered_at, result, attempt) \
+                     WHERE d.event_id = v.event_id AND d.endpoint_id = v.endpoint_id AND d.status = 'pending' AND d.attempts = v.attempt",
                 )
-                .bind(&r.event_id).bind(&r.endpoint_id).bind(status).bind(next_at).bind(r.attempted_at)
-                .bind(r.status_code).bind(r.error.clone().or_else(|| r.status_code.filter(|c| !(200..300).contains(c)).map(|c| format!("answered {c}"))))
-                .bind(delivered_at).bind(result)
-                .execute(&mut *tx).await?;
+                .bind(rows.iter().map(|r| r.result.event_id.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.result.endpoint_id.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.status).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.next_at).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.result.attempted_at).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.result.status_code).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.error.clone()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.delivered_at).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.answer.clone()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.result.attempt).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await?;
                 sqlx::query(
                     "INSERT INTO event_attempts (event_id, endpoint_id, attempt, attempted_at, status_code, latency_ms, response, error) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[], $8::text[])",
                 )
-                .bind(&r.event_id).bind(&r.endpoint_id).bind(r.attempt).bind(r.attempted_at).bind(r.status_code)
-                .bind(r.latency_ms).bind(&r.response).bind(&r.error)
-                .execute(&mut *tx).await?;
-            }
-            for id in &succeeded {
-                sqlx::query("UPDATE event_endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
-                    .bind(*id).execute(&mut *tx).await?;
-            }
-            let mut disabled = Vec::new();
-            for id in &failed {
-                sqlx::query("UPDATE event_endpoints SET failing_since = $2 WHERE id = $1 AND failing_since IS NULL")
-                    .bind(*id).bind(now).execute(&mut *tx).await?;
-                let done = sqlx::query(
-                    "UPDATE event_endpoints SET enabled = 0, updated_at = $2, disabled_reason = $4 \
-                     WHERE id = $1 AND enabled = 1 AND origin <> 'internal' AND failing_since <= $2 - $3"
-                )
-                .bind(*id).bind(now).bind(disable_after_ms).bind(&reason)
-                .execute(&mut *tx).await?;
-                if done.rows_affected() > 0 {
-                    disabled.push((*id).to_owned());
+                .bind(rows.iter().map(|r| r.result.event_id.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.result.endpoint_id.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.result.attempt).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.result.attempted_at).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.result.status_code).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.result.latency_ms).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.result.response.clone()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.result.error.clone()).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await?;
+                if !succeeded.is_empty() {
+                    sqlx::query("UPDATE event_endpoints SET failing_since = NULL WHERE id = ANY($1) AND failing_since IS NOT NULL")
+                        .bind(&succeeded)
+                        .execute(&mut *tx)
+                        .await?;
                 }
+                let mut disabled = Vec::new();
+                if !failed.is_empty() {
+                    sqlx::query(
+                        "UPDATE event_deliveries d SET next_attempt_at = v.at FROM UNNEST($1::text[], $2::bigint[]) AS v(endpoint_id, at) \
+                         WHERE d.endpoint_id = v.endpoint_id AND d.status = 'pending' AND d.next_attempt_at < v.at",
+                    )
+                    .bind(rests.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+                    .bind(rests.iter().map(|(_, at)| *at).collect::<Vec<_>>())
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query("UPDATE event_endpoints SET failing_since = $2 WHERE id = ANY($1) AND failing_since IS NULL")
+                        .bind(&failed)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    disabled = sqlx::query_scalar(
+                        "UPDATE event_endpoints SET enabled = 0, updated_at = $2, disabled_reason = $4 \
+                         WHERE id = ANY($1) AND enabled = 1 AND origin <> 'internal' AND failing_since <= $2 - $3 RETURNING id",
+                    )
+                    .bind(&failed)
+                    .bind(now)
+                    .bind(disable_after_ms)
+                    .bind(&reason)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                disabled
             }
-            tx.commit().await?;
-            disabled
-        });
+            Pool::Sqlite(pool) => {
+                // In process: a statement per row costs microseconds. The transaction writes first,
+                // so it waits its turn behind the writer.
+                let mut tx = pool.begin().await?;
+                for r in &rows {
+                    // Only the attempt that holds the delivery records its fate (a late result of
+                    // an earlier attempt, or one a webhook has settled, changes nothing).
+                    sqlx::query(
+                        "UPDATE event_deliveries SET status = $3, next_attempt_at = $4, last_attempt_at = $5, last_status_code = $6, \
+                         last_error = $7, delivered_at = $8, result = $9 WHERE event_id = $1 AND endpoint_id = $2 \
+                         AND status = 'pending' AND attempts = $10",
+                    )
+                    .bind(&r.result.event_id)
+                    .bind(&r.result.endpoint_id)
+                    .bind(r.status)
+                    .bind(r.next_at)
+                    .bind(r.result.attempted_at)
+                    .bind(r.result.status_code)
+                    .bind(r.error.clone())
+                    .bind(r.delivered_at)
+                    .bind(r.answer.clone())
+                    .bind(r.result.attempt)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "INSERT INTO event_attempts (event_id, endpoint_id, attempt, attempted_at, status_code, latency_ms, response, error) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    )
+                    .bind(&r.result.event_id)
+                    .bind(&r.result.endpoint_id)
+                    .bind(r.result.attempt)
+                    .bind(r.result.attempted_at)
+                    .bind(r.result.status_code)
+                    .bind(r.result.latency_ms)
+                    .bind(&r.result.response)
+                    .bind(&r.result.error)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for id in &succeeded {
+                    sqlx::query("UPDATE event_endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
+                        .bind(*id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let mut disabled = Vec::new();
+                for (id, at) in &rests {
+                    sqlx::query("UPDATE event_deliveries SET next_attempt_at = $2 WHERE endpoint_id = $1 AND status = 'pending' AND next_attempt_at < $2")
+                        .bind(*id)
+                        .bind(*at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for id in &failed {
+                    sqlx::query("UPDATE event_endpoints SET failing_since = $2 WHERE id = $1 AND failing_since IS NULL")
+                        .bind(*id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    let done = sqlx::query(
+                        "UPDATE event_endpoints SET enabled = 0, updated_at = $2, disabled_reason = $4 \
+                         WHERE id = $1 AND enabled = 1 AND origin <> 'internal' AND failing_since <= $2 - $3",
+                    )
+                    .bind(*id)
+                    .bind(now)
+                    .bind(disable_after_ms)
+                    .bind(&reason)
+                    .execute(&mut *tx)
+                    .await?;
+                    if done.rows_affected() > 0 {
+                        disabled.push((*id).to_owned());
+                    }
+                }
+                tx.commit().await?;
+                disabled
+            }
+        };
         if !disabled.is_empty() {
             self.refresh_event_routes().await?;
         }
@@ -543,13 +693,13 @@ impl Store {
     }
 
     /// Marks the handlers' delivery of an event done, with their answer (the webhook answers
-    /// with it); false if it was done already, or a dispatcher has taken it (it sends the answer
-    /// as a message instead).
+    /// with it); false if it was done already, or a dispatcher has taken it (its claim counts an
+    /// attempt; it sends the answer as a message instead).
     pub async fn mark_handled(&self, event_id: &str, reply: Option<&str>, now: UnixMillis) -> Result<bool, StoreError> {
         let done = on_pool!(self, pool => sqlx::query(
             "UPDATE event_deliveries SET status = 'delivered', delivered_at = $2, last_attempt_at = $2, result = $3, \
              attempts = attempts + 1 WHERE event_id = $1 AND endpoint_id = 'handlers' AND status = 'pending' \
-             AND next_attempt_at <= $2"
+             AND attempts = 0"
         ).bind(event_id).bind(now).bind(reply).execute(pool).await?.rows_affected());
         Ok(done > 0)
     }
@@ -610,7 +760,7 @@ impl Store {
     pub async fn redrive_event(&self, event_id: &str, endpoint_id: Option<&str>, now: UnixMillis) -> Result<u64, StoreError> {
         let done = on_pool!(self, pool => sqlx::query(
             "UPDATE event_deliveries SET status = 'pending', next_attempt_at = $3, created_at = $3 \
-             WHERE event_id = $1 AND ($2 IS NULL OR endpoint_id = $2) AND status = 'failed'"
+             WHERE event_id = $1 AND ($2 IS NULL OR endpoint_id = $2) AND status = 'failed' AND endpoint_id <> 'handlers'"
         ).bind(event_id).bind(endpoint_id).bind(now).execute(pool).await?.rows_affected());
         if done > 0 {
             self.outbox().ring();

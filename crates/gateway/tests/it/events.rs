@@ -178,6 +178,14 @@ async fn a_receiver_down_then_failing_then_up_gets_every_event_once() {
     assert_eq!(codes.first(), Some(&None), "the first attempt found nobody listening: {codes:?}");
     assert!(codes.contains(&Some(500)) && codes.last() == Some(&Some(200)), "{codes:?}");
     assert_eq!(all.len(), stored.len(), "no event came after the messages were read");
+    // An endpoint added over the API may not point inside the gateway's network by default (the
+    // configured one, here on loopback, may).
+    for inside in ["http://127.0.0.1:9/x", "http://localhost/x", "http://169.254.169.254/latest", "http://[::1]:8080/"] {
+        let refused =
+            app.http.post(app.url("/api/v1/events/endpoints")).bearer_auth(&app.token).json(&json!({"url": inside})).send().await.unwrap();
+        let (status, details) = problem(refused).await;
+        assert_eq!((status, field_errors(&details)[0].0.as_str()), (422, "url"), "{inside}: {details:?}");
+    }
     assert!(detail.attempts.iter().all(|a| a.latency_ms >= 0 && a.endpoint_id == "config-events"));
     assert!(detail.attempts.iter().rev().take_while(|a| a.status_code.is_none()).all(|a| a.error.is_some()));
     app.finish().await;
@@ -185,7 +193,9 @@ async fn a_receiver_down_then_failing_then_up_gets_every_event_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn endpoints_are_managed_over_the_api_and_sign_with_both_secrets_while_rotating() {
-    let app = TestApp::spawn_with(TestOptions { vars: fast_retries(), ..Default::default() }).await;
+    let mut vars = fast_retries();
+    vars.push(("EVENTS_ALLOW_PRIVATE_URLS", "true".into()));
+    let app = TestApp::spawn_with(TestOptions { vars, ..Default::default() }).await;
     let receiver = Receiver::start(0, 204).await;
     let post = |path: &'static str, body: Value| {
         let request = app.http.post(app.url(path)).bearer_auth(&app.token).json(&body);
@@ -237,6 +247,8 @@ async fn endpoints_are_managed_over_the_api_and_sign_with_both_secrets_while_rot
         ("ReferralCtwaClid", "ARAkLkA8rmlFeiCktEJQ"),
         ("ReferralSourceType", "ad"),
         ("MessageType", "button"),
+        ("ListId", "size-m"),
+        ("ListTitle", "Medium"),
     ];
     let delivery = app
         .emulator
@@ -265,6 +277,7 @@ async fn endpoints_are_managed_over_the_api_and_sign_with_both_secrets_while_rot
     assert_eq!(data["referral"], json!({"source_type": "ad", "ctwa_clid": "ARAkLkA8rmlFeiCktEJQ"}));
     assert_eq!(data["media"], json!([{"url": "https://example.com/a.jpg", "content_type": "image/jpeg"}]));
     assert_eq!(data["message_type"], "button");
+    assert_eq!(data["list_reply"], json!({"id": "size-m", "title": "Medium"}));
     let message_id = data["message_id"].as_str().unwrap().to_owned();
     let resource: Value = app.get_ok(&format!("/api/v1/whatsapp/messages/{message_id}")).await;
     assert_eq!(resource["details"]["button"]["payload"], "confirm-42");
@@ -330,6 +343,7 @@ async fn a_failing_endpoint_is_given_up_on_redriven_and_disabled_until_enabled_b
     let mut vars = fast_retries();
     vars.push(("EVENTS_MAX_AGE_MS", "800".into()));
     vars.push(("EVENTS_DISABLE_AFTER_MS", "1500".into()));
+    vars.push(("EVENTS_ALLOW_PRIVATE_URLS", "true".into()));
     let app = TestApp::spawn_with(TestOptions { vars, ..Default::default() }).await;
     let receiver = Receiver::start(0, 503).await;
     let created = post_path(&app, "/api/v1/events/endpoints", json!({"url": receiver.url, "event_types": ["message.received"]})).await;

@@ -9,7 +9,7 @@ use tracing::Instrument as _;
 
 use super::forms::IncomingMessageForm;
 use super::signed::TwilioSigned;
-use crate::domain::{Button, InboundDetails, InboundMessage, Location, Media, PhoneNumber, Referral, now_ms};
+use crate::domain::{Button, InboundDetails, InboundMessage, ListReply, Location, Media, PhoneNumber, Referral, now_ms};
 use crate::http::problem::{ApiError, ProblemDetails};
 use crate::state::AppState;
 
@@ -52,7 +52,7 @@ fn parse(form: IncomingMessageForm) -> Result<InboundMessage, ApiError> {
         })
         .collect();
     let media_urls = media.iter().map(|m| m.url.clone()).collect();
-    let details = details(&form.others, media)?;
+    let details = details(&form.others, media);
     Ok(InboundMessage {
         sid,
         from,
@@ -67,27 +67,36 @@ fn parse(form: IncomingMessageForm) -> Result<InboundMessage, ApiError> {
 }
 
 /// The parameters of a rich message: a button, an interactive reply, a location, a referral.
-fn details(others: &BTreeMap<String, String>, media: Vec<Media>) -> Result<InboundDetails, ApiError> {
+fn details(others: &BTreeMap<String, String>, media: Vec<Media>) -> InboundDetails {
     let get = |name: &str| others.get(name).filter(|v| !v.is_empty()).cloned();
     let button = (get("ButtonText").is_some() || get("ButtonPayload").is_some()).then(|| Button {
         text: get("ButtonText"),
         payload: get("ButtonPayload"),
         kind: get("ButtonType"),
     });
-    let interactive = get("InteractiveData").map(|text| serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)));
-    let coordinate = |name: &'static str, bound: f64| -> Result<Option<f64>, ApiError> {
-        get(name)
-            .map(|v| match v.trim().parse::<f64>() {
-                Ok(x) if x.is_finite() && x.abs() <= bound => Ok(x),
-                _ => Err(ApiError::field(name, format!("is not a coordinate within ±{bound}: {v:?}"))),
-            })
-            .transpose()
+    let interactive = get("InteractiveData")
+        .or_else(|| get("FlowData"))
+        .map(|text| serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)));
+    let list_reply = (get("ListId").is_some() || get("ListTitle").is_some()).then(|| ListReply {
+        id: get("ListId"),
+        title: get("ListTitle"),
+        description: get("ListDescription"),
+    });
+    // A location Twilio describes badly is left out (and logged), never the message with it:
+    // Twilio does not retry a refused webhook.
+    let coordinate = |name: &'static str, bound: f64| -> Option<f64> {
+        let v = get(name)?;
+        match v.trim().parse::<f64>() {
+            Ok(x) if x.is_finite() && x.abs() <= bound => Some(x),
+            _ => {
+                tracing::warn!(parameter = name, value = %v.chars().take(40).collect::<String>(), "incoming location not understood; stored without it");
+                None
+            }
+        }
     };
-    let location = match (coordinate("Latitude", 90.0)?, coordinate("Longitude", 180.0)?) {
+    let location = match (coordinate("Latitude", 90.0), coordinate("Longitude", 180.0)) {
         (Some(latitude), Some(longitude)) => Some(Location { latitude, longitude, address: get("Address"), label: get("Label") }),
-        (None, None) => None,
-        (Some(_), None) => return Err(ApiError::field("Longitude", "is required with Latitude")),
-        (None, Some(_)) => return Err(ApiError::field("Latitude", "is required with Longitude")),
+        _ => None,
     };
     let referral = Referral {
         source_url: get("ReferralSourceUrl"),
@@ -100,23 +109,29 @@ fn details(others: &BTreeMap<String, String>, media: Vec<Media>) -> Result<Inbou
         ctwa_clid: get("ReferralCtwaClid"),
     };
     let flag = |name: &str| get(name).is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    Ok(InboundDetails {
+    InboundDetails {
         message_type: get("MessageType"),
         media,
         button,
+        list_reply,
         interactive,
         location,
         referral: (referral != Referral::default()).then_some(referral),
         replied_to_sid: get("OriginalRepliedMessageSid"),
         forwarded: flag("Forwarded"),
         frequently_forwarded: flag("FrequentlyForwarded"),
-    })
+    }
 }
 
 /// Incoming WhatsApp messages, answered with TwiML.
 ///
 /// Stores the message (once per SID), updates the contact (opt-out on `STOP`, back in on `START`),
-/// runs the handlers (auto-reply, forwarding) and answers TwiML.
+/// runs the handlers (auto-reply) and answers TwiML; its `message.received` event goes to the
+/// event endpoints. What a rich message carries is kept in the message's `details`: media types
+/// (`MediaContentType{N}`), a button (`ButtonText`, `ButtonPayload`, `ButtonType`), a list reply
+/// (`ListId`, `ListTitle`, `ListDescription`), `InteractiveData` / `FlowData`, a location
+/// (`Latitude`, `Longitude`, `Address`, `Label`), a click-to-WhatsApp referral (`Referral…`),
+/// `OriginalRepliedMessageSid`, `Forwarded`, `FrequentlyForwarded`, `MessageType`.
 #[utoipa::path(
     post,
     path = "/api/v1/whatsapp/webhook",

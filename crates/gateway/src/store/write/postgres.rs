@@ -339,6 +339,8 @@ async fn write(conn: &mut PgConnection, plan: &Plan) -> Result<(), StoreError> {
     }
     if !changes.events.is_empty() {
         let e = &changes.events;
+        let deliveries: Vec<(&str, &str, i64)> =
+            e.iter().flat_map(|e| e.endpoints.iter().map(move |d| (e.id.as_str(), d.as_str(), e.created_at))).collect();
         sqlx::query(sql::PG_INSERT_EVENTS)
             .bind(e.iter().map(|e| e.id.clone()).collect::<Vec<_>>())
             .bind(texts(e.iter().map(|e| e.event_type.as_str())))
@@ -346,11 +348,6 @@ async fn write(conn: &mut PgConnection, plan: &Plan) -> Result<(), StoreError> {
             .bind(e.iter().map(|e| e.seq).collect::<Vec<_>>())
             .bind(e.iter().map(|e| e.payload.clone()).collect::<Vec<_>>())
             .bind(e.iter().map(|e| e.created_at).collect::<Vec<_>>())
-            .execute(&mut *conn)
-            .await?;
-        let deliveries: Vec<(&str, &str, i64)> =
-            e.iter().flat_map(|e| e.endpoints.iter().map(move |d| (e.id.as_str(), d.as_str(), e.created_at))).collect();
-        sqlx::query(sql::PG_INSERT_DELIVERIES)
             .bind(texts(deliveries.iter().map(|d| d.0)))
             .bind(texts(deliveries.iter().map(|d| d.1)))
             .bind(deliveries.iter().map(|d| d.2).collect::<Vec<_>>())

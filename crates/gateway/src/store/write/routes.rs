@@ -33,6 +33,9 @@ pub type RoutesCell = Arc<RwLock<Arc<EventRoutes>>>;
 pub struct Outbox {
     routes: RoutesCell,
     wake: Arc<tokio::sync::Notify>,
+    /// Counts the changes to endpoints made through this process (a new secret, a new URL), so
+    /// that its dispatcher uses them from its next round.
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Outbox {
@@ -53,6 +56,16 @@ impl Outbox {
         if wrote_events {
             self.wake.notify_one();
         }
+    }
+
+    /// An endpoint changed (created, changed, its secret rotated).
+    pub fn endpoints_changed(&self) {
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// How many times endpoints changed through this process.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Rings the bell (deliveries became due outside a batch: a redrive).

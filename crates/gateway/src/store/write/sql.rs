@@ -23,11 +23,12 @@ pub(super) const PG_UPDATE_MESSAGES: &str = "UPDATE messages AS m SET message_si
      delivered_at, read_at, failed_at, last_status_at, attempt_base, expires_at, content_sid, content_variables, event_seq) \
      WHERE m.id = v.id";
 
-pub(super) const PG_INSERT_EVENTS: &str = "INSERT INTO events (id, event_type, message_id, seq, payload, created_at) \
-     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[])";
-
-pub(super) const PG_INSERT_DELIVERIES: &str = "INSERT INTO event_deliveries (event_id, endpoint_id, status, attempts, \
-     next_attempt_at, created_at) SELECT e, d, 'pending', 0, t, t FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS v(e, d, t)";
+/// A batch's events and their deliveries, in one statement (one round trip inside the batch's
+/// transaction, which holds its messages' locks).
+pub(super) const PG_INSERT_EVENTS: &str = "WITH inserted AS (INSERT INTO events (id, event_type, message_id, seq, payload, \
+     created_at) SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[])) \
+     INSERT INTO event_deliveries (event_id, endpoint_id, status, attempts, next_attempt_at, created_at) \
+     SELECT e, d, 'pending', 0, t, t FROM UNNEST($7::text[], $8::text[], $9::bigint[]) AS v(e, d, t)";
 
 pub(super) const PG_INSERT_LOG: &str = "INSERT INTO message_status_log (message_id, previous_status, new_status, applied, \
      error_code, source, detail, occurred_at) \
@@ -170,7 +171,6 @@ pub(super) const PG_STATEMENTS: &[&str] = &[
     PG_UPDATE_MESSAGES,
     PG_INSERT_LOG,
     PG_INSERT_EVENTS,
-    PG_INSERT_DELIVERIES,
     PG_INSERT_ATTEMPTS,
     PG_FINISH_ATTEMPTS,
     PG_INSERT_UNMATCHED,
