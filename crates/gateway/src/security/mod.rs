@@ -5,6 +5,7 @@
 pub mod destination;
 pub mod jwt;
 pub mod scope;
+pub mod sendgrid;
 pub mod signature;
 pub mod standard_webhooks;
 pub mod transport;
