@@ -41,6 +41,8 @@ pub struct Dispatcher {
     store: Store,
     config: EventsConfig,
     http: reqwest::Client,
+    /// Failing endpoints, and until when this dispatcher leaves their deliveries alone.
+    resting: std::sync::Mutex<HashMap<String, UnixMillis>>,
 }
 
 impl Dispatcher {
@@ -53,7 +55,7 @@ impl Dispatcher {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
-        Self { gateway, store, config, http }
+        Self { gateway, store, config, http, resting: std::sync::Mutex::default() }
     }
 
     /// Runs until `shutdown`; attempts in flight then finish and are recorded.
@@ -81,6 +83,7 @@ impl Dispatcher {
                         }
                     }
                     let round = std::mem::take(&mut batch);
+                    this.rest_failing(&round);
                     let retries = round.iter().any(|r| matches!(r.next, NextStep::Retry(_)));
                     this.record(round).await;
                     if retries {
@@ -108,6 +111,19 @@ impl Dispatcher {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     permit = permits.acquire_many(quarter as u32) => drop(permit),
+                }
+                continue;
+            }
+            // Every endpoint resting: nothing to take until the first rest ends.
+            let (resting, rest_end) = this.resting_now();
+            let routes = this.store.outbox().routes();
+            if !resting.is_empty() && routes.endpoints.iter().all(|(id, _)| resting.contains(id)) {
+                let wait = rest_end.map_or(REFRESH, |at| {
+                    Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0).clamp(5, millis(REFRESH) as u64))
+                });
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(wait) => {}
                 }
                 continue;
             }
@@ -156,9 +172,11 @@ impl Dispatcher {
             let wait = if took > 0 {
                 REFRESH
             } else {
-                match this.store.next_delivery_at().await {
-                    Ok(Some(at)) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0).clamp(5, millis(REFRESH) as u64)),
-                    _ => REFRESH,
+                let (resting, rest_ends) = this.resting_now();
+                let next: Option<UnixMillis> = this.store.next_delivery_at(&resting).await.unwrap_or_default();
+                match next.into_iter().chain(rest_ends).min() {
+                    Some(at) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0).clamp(5, millis(REFRESH) as u64)),
+                    None => REFRESH,
                 }
             };
             let rung = tokio::select! {
@@ -180,7 +198,42 @@ impl Dispatcher {
 
     async fn claim(&self, limit: usize) -> Result<Vec<DueDelivery>, crate::store::StoreError> {
         let lease = self.config.timeout + Duration::from_secs(30);
-        self.store.claim_deliveries(now_ms(), limit as i64, millis(lease), millis(self.config.handler_grace)).await
+        let now = now_ms();
+        let (resting, _) = self.resting_now();
+        self.store.claim_deliveries(now, limit as i64, millis(lease), millis(self.config.handler_grace), &resting).await
+    }
+
+    /// The endpoints resting now, and when the first rest ends.
+    fn resting_now(&self) -> (Vec<String>, Option<UnixMillis>) {
+        let now = now_ms();
+        let mut resting = self.resting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        resting.retain(|_, until| *until > now);
+        (resting.keys().cloned().collect(), resting.values().copied().min())
+    }
+
+    /// An endpoint that failed every attempt of a round rests until its soonest retry: this
+    /// dispatcher takes none of its deliveries meanwhile, so that one dead endpoint does not take
+    /// every slot, round after round, from the endpoints that answer.
+    fn rest_failing(&self, round: &[DeliveryResult]) {
+        let mut soonest: HashMap<&str, Option<UnixMillis>> = HashMap::new();
+        for r in round {
+            let entry = soonest.entry(r.endpoint_id.as_str()).or_insert(Some(UnixMillis::MAX));
+            *entry = match (&r.next, *entry) {
+                (NextStep::Retry(at), Some(so_far)) => Some(so_far.min(*at)),
+                _ => None,
+            };
+        }
+        let mut resting = self.resting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (endpoint, until) in soonest {
+            match until {
+                Some(until) if until < UnixMillis::MAX => {
+                    resting.insert(endpoint.to_owned(), until);
+                }
+                _ => {
+                    resting.remove(endpoint);
+                }
+            }
+        }
     }
 
     async fn record(&self, batch: Vec<DeliveryResult>) {

@@ -406,21 +406,25 @@ impl Store {
     /// Takes up to `limit` due deliveries to enabled endpoints for `lease_ms` (their next
     /// attempt is pushed back by that much, so another dispatcher leaves them alone, and a
     /// dispatcher that dies lets them come due again). The handlers' deliveries are taken only
-    /// once `handler_grace_ms` old: the webhook that stored the message runs them first.
+    /// once `handler_grace_ms` old: the webhook that stored the message runs them first. The
+    /// `resting` endpoints (failing: the dispatcher waits for their next retry) are left out.
     pub async fn claim_deliveries(
         &self,
         now: UnixMillis,
         limit: i64,
         lease_ms: i64,
         handler_grace_ms: i64,
+        resting: &[String],
     ) -> Result<Vec<DueDelivery>, StoreError> {
+        let resting: Vec<&str> = resting.iter().map(String::as_str).collect();
+        let resting_list = serde_json::to_string(&resting).unwrap_or_else(|_| "[]".into());
         let rows = match self.pool() {
             Pool::Postgres(pool) => {
                 sqlx::query_as(
                     "WITH due AS (SELECT d.event_id, d.endpoint_id FROM event_deliveries d \
                        JOIN event_endpoints e ON e.id = d.endpoint_id AND e.enabled = 1 \
                        WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
-                         AND (e.origin <> 'internal' OR d.created_at <= $1 - $4) \
+                         AND (e.origin <> 'internal' OR d.created_at <= $1 - $4) AND d.endpoint_id <> ALL($5) \
                        ORDER BY d.next_attempt_at LIMIT $2 FOR UPDATE OF d SKIP LOCKED) \
                      UPDATE event_deliveries d SET next_attempt_at = $1 + $3, attempts = d.attempts + 1 \
                      FROM due, events ev \
@@ -431,6 +435,7 @@ impl Store {
                 .bind(limit)
                 .bind(lease_ms)
                 .bind(handler_grace_ms)
+                .bind(&resting)
                 .fetch_all(pool)
                 .await?
             }
@@ -444,6 +449,7 @@ impl Store {
                        JOIN event_endpoints e ON e.id = d.endpoint_id AND e.enabled = 1 \
                        WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
                          AND (e.origin <> 'internal' OR d.created_at <= $1 - $4) \
+                         AND d.endpoint_id NOT IN (SELECT value FROM json_each($5)) \
                        ORDER BY d.next_attempt_at LIMIT $2) \
                      RETURNING event_id, endpoint_id",
                 )
@@ -451,6 +457,7 @@ impl Store {
                 .bind(limit)
                 .bind(lease_ms)
                 .bind(handler_grace_ms)
+                .bind(&resting_list)
                 .fetch_all(&mut *tx)
                 .await?;
                 let mut rows = Vec::with_capacity(taken.len());
@@ -474,11 +481,28 @@ impl Store {
 
     /// When the next delivery to an enabled application endpoint is due (the dispatcher sleeps
     /// until then when nothing is due now).
-    pub async fn next_delivery_at(&self) -> Result<Option<UnixMillis>, StoreError> {
-        let row: (Option<i64>,) = on_pool!(self, pool => sqlx::query_as(
-            "SELECT MIN(d.next_attempt_at) FROM event_deliveries d JOIN event_endpoints e ON e.id = d.endpoint_id \
-             WHERE d.status = 'pending' AND e.enabled = 1 AND e.origin <> 'internal'"
-        ).fetch_one(pool).await?);
+    pub async fn next_delivery_at(&self, resting: &[String]) -> Result<Option<UnixMillis>, StoreError> {
+        let row: (Option<i64>,) = match self.pool() {
+            Pool::Postgres(pool) => {
+                sqlx::query_as(
+                    "SELECT MIN(d.next_attempt_at) FROM event_deliveries d JOIN event_endpoints e ON e.id = d.endpoint_id \
+                     WHERE d.status = 'pending' AND e.enabled = 1 AND e.origin <> 'internal' AND d.endpoint_id <> ALL($1)",
+                )
+                .bind(resting)
+                .fetch_one(pool)
+                .await?
+            }
+            Pool::Sqlite(pool) => {
+                sqlx::query_as(
+                    "SELECT MIN(d.next_attempt_at) FROM event_deliveries d JOIN event_endpoints e ON e.id = d.endpoint_id \
+                     WHERE d.status = 'pending' AND e.enabled = 1 AND e.origin <> 'internal' \
+                     AND d.endpoint_id NOT IN (SELECT value FROM json_each($1))",
+                )
+                .bind(serde_json::to_string(resting).unwrap_or_else(|_| "[]".into()))
+                .fetch_one(pool)
+                .await?
+            }
+        };
         Ok(row.0)
     }
 
@@ -511,21 +535,6 @@ impl Store {
             "disabled automatically: every delivery failed for {} (EVENTS_DISABLE_AFTER_MS); enable it again by hand",
             crate::domain::clock::span_words(disable_after_ms)
         );
-        // Each failing endpoint's soonest retry: its other due deliveries wait for it.
-        let rests: Vec<(&str, UnixMillis)> = failed
-            .iter()
-            .filter_map(|id| {
-                let soonest = results
-                    .iter()
-                    .filter(|r| r.endpoint_id == *id)
-                    .filter_map(|r| match r.next {
-                        NextStep::Retry(at) => Some(at),
-                        _ => None,
-                    })
-                    .min()?;
-                Some((*id, soonest))
-            })
-            .collect();
         let rows: Vec<RecordedRow<'_>> = results.iter().map(RecordedRow::of).collect();
         let disabled: Vec<String> = match self.pool() {
             Pool::Postgres(pool) => {
@@ -573,14 +582,6 @@ impl Store {
                 }
                 let mut disabled = Vec::new();
                 if !failed.is_empty() {
-                    sqlx::query(
-                        "UPDATE event_deliveries d SET next_attempt_at = v.at FROM UNNEST($1::text[], $2::bigint[]) AS v(endpoint_id, at) \
-                         WHERE d.endpoint_id = v.endpoint_id AND d.status = 'pending' AND d.next_attempt_at < v.at",
-                    )
-                    .bind(rests.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-                    .bind(rests.iter().map(|(_, at)| *at).collect::<Vec<_>>())
-                    .execute(&mut *tx)
-                    .await?;
                     sqlx::query("UPDATE event_endpoints SET failing_since = $2 WHERE id = ANY($1) AND failing_since IS NULL")
                         .bind(&failed)
                         .bind(now)
@@ -646,13 +647,6 @@ impl Store {
                         .await?;
                 }
                 let mut disabled = Vec::new();
-                for (id, at) in &rests {
-                    sqlx::query("UPDATE event_deliveries SET next_attempt_at = $2 WHERE endpoint_id = $1 AND status = 'pending' AND next_attempt_at < $2")
-                        .bind(*id)
-                        .bind(*at)
-                        .execute(&mut *tx)
-                        .await?;
-                }
                 for id in &failed {
                     sqlx::query("UPDATE event_endpoints SET failing_since = $2 WHERE id = $1 AND failing_since IS NULL")
                         .bind(*id)
