@@ -145,7 +145,7 @@ impl Store {
             )?;
             (Pool::Sqlite(pool), Backend::Sqlite, writer)
         } else {
-            let connect: PgConnectOptions = url.parse()?;
+            let connect = loopback_without_tls(url, url.parse()?);
             let pool = PgPoolOptions::new()
                 .max_connections(options.max_connections.max(1))
                 .acquire_timeout(options.acquire_timeout)
@@ -236,6 +236,22 @@ impl Store {
     }
 }
 
+/// A server on this machine is reached without TLS unless the URL asks for it (`sslmode`): TLS
+/// on loopback protects nothing, and costs much. sqlx does not set `TCP_NODELAY`, and on
+/// loopback (a 64 KiB MSS) rustls' 16 KiB records then meet the server's delayed ACK: a statement
+/// of more than one record (a batch of new messages, of events) waited ~40 ms for it. Measured with
+/// `scripts/bench`: PostgreSQL end to end 830 → 983 msg/s, accept p99 72 → 46 ms.
+fn loopback_without_tls(url: &str, options: PgConnectOptions) -> PgConnectOptions {
+    let asks = url.split_once('?').is_some_and(|(_, query)| query.split('&').any(|p| p.starts_with("sslmode=")));
+    let host = options.get_host();
+    let loopback = host == "localhost" || host.starts_with('/') || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if loopback && !asks && std::env::var_os("PGSSLMODE").is_none() {
+        options.ssl_mode(sqlx::postgres::PgSslMode::Disable)
+    } else {
+        options
+    }
+}
+
 /// The crash tests' fault hook: `WG_FAULT_ABORT_AFTER_COMMIT=<reference or SID>` makes the
 /// process abort right after committing a batch that carries a new message with that reference
 /// or a status report (or an incoming message) with that SID, before anyone is answered.
@@ -253,4 +269,26 @@ fn sqlite_path(url: &str) -> PathBuf {
         let _ = std::fs::create_dir_all(parent);
     }
     path
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::postgres::{PgConnectOptions, PgSslMode};
+
+    use super::loopback_without_tls;
+
+    fn mode(url: &str) -> PgSslMode {
+        loopback_without_tls(url, url.parse::<PgConnectOptions>().unwrap()).get_ssl_mode()
+    }
+
+    #[test]
+    fn a_server_on_this_machine_is_reached_without_tls_unless_the_url_asks() {
+        if std::env::var_os("PGSSLMODE").is_some() {
+            return;
+        }
+        assert!(matches!(mode("postgres://postgres@127.0.0.1:5432/db"), PgSslMode::Disable));
+        assert!(matches!(mode("postgres://postgres@localhost/db"), PgSslMode::Disable));
+        assert!(matches!(mode("postgres://postgres@127.0.0.1/db?sslmode=require"), PgSslMode::Require));
+        assert!(matches!(mode("postgres://postgres@db.internal:5432/db"), PgSslMode::Prefer));
+    }
 }
