@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::gateway::Gateway;
 use crate::config::EventsConfig;
+use crate::domain::clock::duration_ms as millis;
 use crate::domain::{UnixMillis, now_ms};
 use crate::security::WebhookSecret;
 use crate::security::standard_webhooks::signature_header;
@@ -377,10 +378,6 @@ fn backoff(config: &EventsConfig, attempt: i64, retry_after: Option<Duration>, j
     // The endpoint's own word, up to a day.
     let asked = retry_after.map_or(0, |d| millis(d).min(86_400_000));
     jittered.max(asked).max(1)
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
 fn describe(e: reqwest::Error) -> String {

@@ -210,11 +210,6 @@ impl Gateway {
         self.endpoint(id).await?;
         Ok(self.store().event_attempts(None, Some(id), limit).await?)
     }
-
-    /// How many deliveries of each endpoint are in each status.
-    pub async fn delivery_counts(&self) -> Result<Vec<(String, String, i64)>, GatewayError> {
-        Ok(self.store().delivery_counts().await?)
-    }
 }
 
 /// When a previous secret stops signing, if it still does at `now`.

@@ -288,8 +288,14 @@ impl Store {
             endpoints: rows.into_iter().map(|(id, types)| (id, EventTypes::from_column(&types))).filter(|(_, t)| !t.is_empty()).collect(),
         };
         self.outbox().set_routes(routes.clone());
-        self.outbox().endpoints_changed();
         Ok(routes)
+    }
+
+    /// An endpoint changed through this process: the writers route by it, and the dispatcher
+    /// uses it, from their next batch and round.
+    async fn endpoints_changed(&self) -> Result<(), StoreError> {
+        self.outbox().endpoints_changed();
+        self.refresh_event_routes().await.map(drop)
     }
 
     /// Stores a new endpoint and routes events to it from now on.
@@ -301,7 +307,7 @@ impl Store {
         .bind(&endpoint.id).bind(&endpoint.url).bind(&endpoint.description).bind(endpoint.event_types.to_column())
         .bind(&endpoint.secret).bind(endpoint.origin).bind(now)
         .execute(pool).await?.rows_affected());
-        self.refresh_event_routes().await?;
+        self.endpoints_changed().await?;
         self.endpoint(&endpoint.id).await?.ok_or_else(|| StoreError::Unavailable("the new endpoint vanished".into()))
     }
 
@@ -382,7 +388,7 @@ impl Store {
         .bind(failing_since)
         .bind(now)
         .execute(pool).await?.rows_affected());
-        self.refresh_event_routes().await?;
+        self.endpoints_changed().await?;
         self.endpoint(id).await
     }
 
@@ -672,7 +678,7 @@ impl Store {
             }
         };
         if !disabled.is_empty() {
-            self.refresh_event_routes().await?;
+            self.endpoints_changed().await?;
         }
         Ok(disabled)
     }
@@ -772,12 +778,5 @@ impl Store {
             self.outbox().ring();
         }
         Ok(done)
-    }
-
-    /// How many deliveries each endpoint has in each status.
-    pub async fn delivery_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        Ok(on_pool!(self, pool => sqlx::query_as(
-            "SELECT endpoint_id, status, COUNT(*) FROM event_deliveries GROUP BY endpoint_id, status"
-        ).fetch_all(pool).await?))
     }
 }

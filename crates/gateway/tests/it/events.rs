@@ -547,7 +547,6 @@ mod crash {
         let sent = replies().await;
         assert_eq!(sent.len(), 1, "one answer: {sent:?}");
         assert_eq!(sent[0]["body"], "Thanks!");
-        assert_eq!(receiver.accepted().len(), receiver.accepted().values().count());
         assert!(receiver.accepted().values().all(|n| *n == 1));
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -188,13 +188,9 @@ pub(crate) struct EventRow {
     pub endpoints: Vec<String>,
 }
 
-pub(crate) fn blank_contact(phone: &PhoneNumber) -> Contact {
-    Contact::blank(phone)
-}
-
 /// The contact after `change`, as the database's merge computes it.
 pub(crate) fn merge_contact(previous: Option<Contact>, change: &ContactChange) -> Contact {
-    let previous = previous.unwrap_or_else(|| blank_contact(&change.phone));
+    let previous = previous.unwrap_or_else(|| Contact::blank(&change.phone));
     Contact {
         phone: change.phone.clone(),
         profile_name: change.profile_name.clone().or(previous.profile_name),

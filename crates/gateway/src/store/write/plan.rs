@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::batch::{Changes, ContactChange, Loaded, LogRow, blank_contact, merge_contact};
+use super::batch::{Changes, ContactChange, Loaded, LogRow, merge_contact};
 use super::command::{ApplyOutcome, Claim, ClaimResult, Command, InboundOutcome, Pick, PollPick, PollTarget, Reply, StatusReport};
 use super::routes::EventRoutes;
 use crate::domain::error_codes::{OUTSIDE_WINDOW, UNSUBSCRIBED, describe};
@@ -329,7 +329,7 @@ impl Plan {
     fn inbound(&mut self, message: &InboundMessage, opt: OptChange) -> Reply {
         let previous = self.contacts.get(&message.from).cloned();
         if let Some(existing) = self.by_sid.get(&message.sid) {
-            let contact = previous.unwrap_or_else(|| blank_contact(&message.from));
+            let contact = previous.unwrap_or_else(|| Contact::blank(&message.from));
             return Reply::Received(InboundOutcome { message_id: *existing, duplicate: true, contact, handler_event: None });
         }
         let at = message.received_at;
